@@ -1,0 +1,134 @@
+"""durably: a durable workflow engine that runs inside your Python process.
+
+Write workflows as async functions; every durable call's outcome goes to an event log
+(LMDB by default), and after any wake-up or restart the function replays from the top,
+answered by the log, until it reaches new work.
+"""
+
+from . import _codec as codec
+from ._clock import Clock as Clock
+from ._context import Branch as Branch
+from ._context import Context as Context
+from ._context import StepInfo as StepInfo
+from ._context import current_step as current_step
+from ._engine import Engine as Engine
+from ._engine import RecoveryReport as RecoveryReport
+from ._errors import (
+    ConfigurationError as ConfigurationError,
+)
+from ._errors import (
+    CorruptRecordError as CorruptRecordError,
+)
+from ._errors import (
+    DuplicateStepError as DuplicateStepError,
+)
+from ._errors import (
+    DurablyError as DurablyError,
+)
+from ._errors import (
+    ExecutionCancelledError as ExecutionCancelledError,
+)
+from ._errors import (
+    ExecutionFailedError as ExecutionFailedError,
+)
+from ._errors import (
+    NonDeterminismError as NonDeterminismError,
+)
+from ._errors import (
+    PayloadError as PayloadError,
+)
+from ._errors import (
+    SignalTimeoutError as SignalTimeoutError,
+)
+from ._errors import (
+    StepError as StepError,
+)
+from ._errors import (
+    StoreClosedError as StoreClosedError,
+)
+from ._errors import (
+    StoreError as StoreError,
+)
+from ._errors import (
+    StoreFullError as StoreFullError,
+)
+from ._errors import (
+    StoreLockedError as StoreLockedError,
+)
+from ._errors import (
+    UnknownExecutionError as UnknownExecutionError,
+)
+from ._errors import (
+    UnknownWorkflowError as UnknownWorkflowError,
+)
+from ._errors import (
+    WaitTimeoutError as WaitTimeoutError,
+)
+from ._retry import Retry as Retry
+from ._types import (
+    Execution as Execution,
+)
+from ._types import (
+    Received as Received,
+)
+from ._types import (
+    Result as Result,
+)
+from ._types import (
+    Signal as Signal,
+)
+from ._types import (
+    SignalDelivery as SignalDelivery,
+)
+from ._types import (
+    SignalOutcome as SignalOutcome,
+)
+from ._types import (
+    Status as Status,
+)
+from ._types import (
+    TimedOut as TimedOut,
+)
+from ._workflow import WorkflowDefinition as WorkflowDefinition
+from ._workflow import workflow as workflow
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Branch",
+    "Clock",
+    "ConfigurationError",
+    "Context",
+    "CorruptRecordError",
+    "DuplicateStepError",
+    "DurablyError",
+    "Engine",
+    "Execution",
+    "ExecutionCancelledError",
+    "ExecutionFailedError",
+    "NonDeterminismError",
+    "PayloadError",
+    "Received",
+    "RecoveryReport",
+    "Result",
+    "Retry",
+    "Signal",
+    "SignalDelivery",
+    "SignalOutcome",
+    "SignalTimeoutError",
+    "Status",
+    "StepError",
+    "StepInfo",
+    "StoreClosedError",
+    "StoreError",
+    "StoreFullError",
+    "StoreLockedError",
+    "TimedOut",
+    "UnknownExecutionError",
+    "UnknownWorkflowError",
+    "WaitTimeoutError",
+    "WorkflowDefinition",
+    "codec",
+    "current_step",
+    "workflow",
+]

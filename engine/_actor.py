@@ -1,0 +1,286 @@
+"""The execution actor: one trio task per live execution.
+
+Rules of this module:
+
+- The actor is the only writer of its execution's log while it lives (the engine never
+  runs two actors for one execution), so sequence numbers are simply counted.
+- ``record`` hands events to the commit actor and returns only once they are durable;
+  what a workflow is told has always been written first.
+- Values recorded without an await (``ctx.now()``) and record changes that need no event
+  of their own (a retry's next attempt starting) are staged and ride with the next commit.
+- Waking: timers and signals set ``wake``; the waiting primitive re-checks its condition,
+  so a spurious wake costs a loop, never a wrong answer.
+- Parking: a waiting actor that must give up its place (too many live executions, engine
+  stopping) unwinds the workflow with ``_Suspend``. Its state is all in the log; a later
+  wake replays it.
+- Supervision: user errors fail the execution (recorded); store errors stop the actor
+  without writing (recovery resumes it); anything else is an engine bug, recorded as the
+  execution's failure rather than taking the engine down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from durably.stores import Append, ExecutionRecord, Op, PutExecution, RemoveTimer, Timer
+
+from . import _codec
+from ._context import Context, _CompensationFailure, error_info
+from ._errors import CorruptRecordError, DurablyError, NonDeterminismError, PayloadError
+from ._events import (
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    OperatorActed,
+    decode_all,
+    encode,
+)
+from ._replay import Replayer
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+    from ._workflow import WorkflowDefinition
+
+log = logging.getLogger("durably")
+
+
+class _Suspend(BaseException):
+    """Internal: unwind the workflow so that the actor can park.
+
+    A ``BaseException`` so that workflow code's ``except Exception`` cannot swallow it.
+    """
+
+
+class _EngineFailure(BaseException):
+    """Internal: the store failed under this execution; stop without writing more."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class ExecutionActor:
+    __slots__ = (
+        "_staged_changes",
+        "_staged_events",
+        "_staged_ops",
+        "cancel_by",
+        "cancel_reason",
+        "definition",
+        "engine",
+        "execution_id",
+        "park_requested",
+        "record_",
+        "replayer",
+        "rollback_round",
+        "scope",
+        "seq",
+        "wake",
+    )
+
+    def __init__(
+        self,
+        engine: Engine,
+        record: ExecutionRecord,
+        definition: WorkflowDefinition[Any, Any],
+    ) -> None:
+        self.engine = engine
+        self.record_ = record
+        self.definition = definition
+        self.execution_id = record.id
+        self.seq = 0
+        self.replayer = Replayer([], record.id)
+        self.wake = trio.Event()
+        self.park_requested = False
+        self.cancel_reason: str | None = None
+        self.cancel_by: str | None = None
+        self.scope: trio.CancelScope | None = None
+        self.rollback_round = 0
+        self._staged_events: list[Event] = []
+        self._staged_ops: list[Op] = []
+        self._staged_changes: dict[str, Any] = {}
+
+    @property
+    def record(self) -> ExecutionRecord:
+        return self.record_
+
+    # --- recording ---
+
+    def record_later(self, event: Event, step_id: str) -> None:
+        self._staged_events.append(event)
+        self.replayer.record(step_id, event)
+
+    def stage_record(self, *, ops: list[Op], **changes: Any) -> None:
+        self._staged_ops.extend(ops)
+        self._staged_changes.update(changes)
+
+    async def append(
+        self,
+        event: Event,
+        step_id: str | None,
+        ops: list[Op] | None = None,
+        **changes: Any,
+    ) -> None:
+        """Append ``event`` (and what is staged) durably; apply ``changes`` to the record."""
+        events = self._staged_events
+        events.append(event)
+        try:
+            raws = [encode(e) for e in events]
+        except TypeError as exc:
+            events.pop()
+            raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
+        batch: list[Op] = [Append(self.execution_id, self.seq, raws)]
+        if self._staged_changes:
+            changes = {**self._staged_changes, **changes}
+        if self.record_.recoveries:
+            changes["recoveries"] = 0  # progress: the crash-loop counter starts over
+        record = self.record_
+        if changes:
+            record = attrs.evolve(record, updated_ms=event.at, **changes)
+            batch.append(PutExecution(record))
+        if self._staged_ops:
+            batch.extend(self._staged_ops)
+        if ops:
+            batch.extend(ops)
+        try:
+            await self.engine.committer.commit(batch)
+        except DurablyError as exc:
+            raise _EngineFailure(exc) from exc
+        self.seq += len(raws)
+        self.record_ = record
+        self._staged_events = []
+        self._staged_ops = []
+        self._staged_changes = {}
+        if step_id is not None:
+            self.replayer.record(step_id, event)
+        self.engine.published(self.execution_id, events)
+
+    # --- waiting ---
+
+    async def wait_wake(self, timer: Timer | None) -> None:
+        """Wait for a wake-up while live, or park (raise ``_Suspend``) if asked to."""
+        engine = self.engine
+        if timer is not None:
+            engine.scheduler.arm(timer)
+        if self.park_requested or engine.should_park():
+            raise _Suspend
+        engine.idle[self.execution_id] = self
+        try:
+            await self.wake.wait()
+        finally:
+            engine.idle.pop(self.execution_id, None)
+        self.wake = trio.Event()
+        if self.park_requested:
+            raise _Suspend
+
+    # --- lifecycle ---
+
+    async def run(self) -> None:
+        engine = self.engine
+        try:
+            with trio.CancelScope() as self.scope:
+                await self._run()
+            if self.scope.cancelled_caught and self.cancel_reason is not None:
+                await self._finish_cancelled()
+        except _EngineFailure as exc:
+            log.error("execution %s stopped: the store failed: %s", self.execution_id, exc)
+            engine.engine_failure(self.execution_id, exc.error)
+        except _Suspend:
+            pass
+        except Exception as exc:  # an engine bug: record it, never take the engine down
+            log.exception("internal error in execution %s", self.execution_id)
+            try:
+                await self._finish(
+                    ExecutionFailed(at=engine.clock.now_ms(), error=error_info(exc)),
+                    "failed",
+                    reason="internal error in durably (please report it)",
+                )
+            except BaseException:
+                log.exception("could not record the failure of %s", self.execution_id)
+        finally:
+            engine.actor_exited(self)
+
+    async def _run(self) -> None:
+        engine = self.engine
+        eid = self.execution_id
+        if self.cancel_reason is not None:
+            self.seq = len(engine.store.read_events(eid))
+            await self._finish_cancelled()
+            return
+        try:
+            events = decode_all(engine.store.read_events(eid), eid)
+        except CorruptRecordError as exc:
+            await engine.quarantine(self.record_, exc)
+            return
+        self.seq = len(events)
+        self.replayer = Replayer(events, eid)
+        self.rollback_round = sum(
+            1 for e in events if isinstance(e, OperatorActed) and e.action == "retry_rollback"
+        )
+        if self.record_.status == "pending":
+            self._staged_changes["status"] = "running"
+        ctx = Context(self)
+        definition = self.definition
+        try:
+            data = _codec.load(
+                self.record_.input, definition.input_type, f"input of execution {eid}"
+            )
+            result = await definition.fn(ctx, data)
+            self.replayer.finish()
+            shaped = _codec.shape(result, f"result of workflow {definition.name!r}")
+        except (_Suspend, _EngineFailure, trio.Cancelled):
+            raise
+        except _CompensationFailure as exc:
+            await self._finish(
+                ExecutionFailed(
+                    at=engine.clock.now_ms(), error=exc.error, status="compensation_failed"
+                ),
+                "compensation_failed",
+                error=exc.error,
+                reason="a compensation failed; operator.retry_rollback runs it again",
+            )
+            return
+        except NonDeterminismError as exc:
+            info = error_info(exc)
+            await self._finish(
+                ExecutionFailed(at=engine.clock.now_ms(), error=info),
+                "failed",
+                error=info,
+                reason="non-determinism: the code no longer matches the history",
+            )
+            return
+        except Exception as exc:
+            info = error_info(exc)
+            await self._finish(
+                ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
+            )
+            return
+        await self._finish(
+            ExecutionCompleted(at=engine.clock.now_ms(), result=shaped), "completed", result=shaped
+        )
+
+    async def _finish_cancelled(self) -> None:
+        await self._finish(
+            ExecutionCancelled(
+                at=self.engine.clock.now_ms(), reason=self.cancel_reason, by=self.cancel_by
+            ),
+            "cancelled",
+            reason=self.cancel_reason,
+        )
+
+    async def _finish(self, event: Event, status: str, **changes: Any) -> None:
+        ops: list[Op] = []
+        if self.record_.timer is not None:
+            due, timer_id = self.record_.timer
+            timer = Timer(due, self.execution_id, timer_id)
+            ops.append(RemoveTimer(timer))
+            self.engine.scheduler.disarm(timer)
+        with trio.CancelScope(shield=True):
+            await self.append(
+                event, None, ops, status=status, timer=None, waiting_signal=None, **changes
+            )
+        self.engine.finished(self.execution_id, status)

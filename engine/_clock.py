@@ -1,0 +1,52 @@
+"""The engine's one clock: wall-clock epoch milliseconds that advance with trio's clock.
+
+Durable times (wake-at, timeouts, schedule fires) are epoch milliseconds in the log.
+Waiting is done with trio deadlines. Anchoring the wall clock once and advancing it by
+trio's clock ties the two together, so under ``trio.testing.MockClock`` sleeps, timeouts
+and schedules all move in virtual time, and within one process time never goes backwards
+(a wall clock that jumps back makes timers fire late, never twice).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+import trio
+
+#: Deadlines are set this much after the due time, so that when trio wakes us the
+#: millisecond clock is certain to read at least the due time (float rounding).
+_SLACK_S = 0.0005
+
+
+class Clock:
+    """Epoch milliseconds = ``start`` + trio time elapsed since first use.
+
+    One clock may be shared by engines started one after another in one ``trio.run``
+    (tests that restart an engine in virtual time pass the same clock to each).
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is not None and start.tzinfo is None:
+            raise ValueError("Clock(start=...) needs an aware datetime")
+        self._start_ms = None if start is None else int(start.timestamp() * 1000)
+        self._wall0 = 0
+        self._trio0: float | None = None
+
+    def bind(self) -> None:
+        """Anchor to the running trio clock (called by the engine on start)."""
+        if self._trio0 is None:
+            self._trio0 = trio.current_time()
+            self._wall0 = self._start_ms if self._start_ms is not None else int(time.time() * 1000)
+
+    def now_ms(self) -> int:
+        trio0 = self._trio0
+        if trio0 is None:
+            raise RuntimeError("the clock is used before the engine started")
+        return self._wall0 + math.floor((trio.current_time() - trio0) * 1000)
+
+    def deadline(self, due_ms: int) -> float:
+        """The trio time at which ``due_ms`` has been reached."""
+        assert self._trio0 is not None
+        return self._trio0 + (due_ms - self._wall0) / 1000 + _SLACK_S

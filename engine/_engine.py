@@ -1,0 +1,618 @@
+"""``durably.Engine``: the public face, and the supervisor of every actor.
+
+The engine owns one trio nursery. In it run the commit actor, the scheduler actor and a
+host nursery for execution actors; nothing outlives ``async with Engine(...)``. Leaving
+it parks every execution (their state is in the log), then lets the commit actor write
+whatever was handed to it: nothing acknowledged is lost, nothing half-done is recorded.
+
+Admission: at most ``max_live_executions`` actors live at once. Beyond that, executions
+queue, and waiting actors are asked to park to make room (oldest first).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import attrs
+import trio
+from durably.stores import (
+    ACTIVE_STATUSES,
+    CreateExecution,
+    ExecutionRecord,
+    LmdbStore,
+    MailboxEntry,
+    PutExecution,
+    PutSignal,
+    SignalOutcome,
+    Store,
+    Timer,
+)
+
+from . import _codec
+from ._actor import ExecutionActor
+from ._clock import Clock
+from ._commit import Committer
+from ._errors import (
+    ConfigurationError,
+    CorruptRecordError,
+    DurablyError,
+    ExecutionCancelledError,
+    ExecutionFailedError,
+    UnknownExecutionError,
+    UnknownWorkflowError,
+    WaitTimeoutError,
+)
+from ._events import Event, ExecutionStarted, encode
+from ._scheduler import Scheduler
+from ._types import Execution, Result, Signal, SignalDelivery, Status
+from ._types import SignalOutcome as PublicSignalOutcome
+from ._workflow import WorkflowDefinition
+
+log = logging.getLogger("durably")
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+_MAX_ID = 200
+
+
+@attrs.frozen
+class RecoveryReport:
+    """What ``engine.recover()`` found and did."""
+
+    resumed: int
+    """Executions that were running (or pending) and now run again."""
+    parked: int
+    """Executions waiting on a timer or a signal, left parked with their timers armed."""
+    woken: int
+    """Waiting executions with a matching signal already buffered, woken now."""
+    unknown_workflows: list[str]
+    """Workflow names found in the store that this engine does not register (left as is)."""
+    timers: int
+    """Timers armed from the store's index."""
+
+
+def new_execution_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+
+
+class Engine:
+    """A durable workflow engine over ``store`` (a ``Store``, or a path for ``LmdbStore``).
+
+    Use as ``async with durably.Engine(path, workflows=[...]) as engine:``.
+
+    Options: ``max_live_executions`` bounds the actors held in memory (waiting executions
+    beyond it are parked and replayed on wake); ``implicit_step_ids`` (``"allow"``,
+    ``"warn"`` or ``"error"``) governs sleeps, signal waits and emits without ``step_id=``;
+    ``clock`` lets tests share one virtual clock across engine restarts;
+    ``max_recovery_attempts`` dead-letters an execution whose replay keeps failing to
+    make progress across restarts.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str],
+        *,
+        workflows: Iterable[WorkflowDefinition[Any, Any]] = (),
+        max_live_executions: int = 10_000,
+        implicit_step_ids: Literal["allow", "warn", "error"] = "allow",
+        clock: Clock | None = None,
+        max_recovery_attempts: int = 5,
+        commit_inline: Literal["auto", "always", "never"] = "auto",
+    ) -> None:
+        if max_live_executions < 1:
+            raise ConfigurationError("max_live_executions must be at least 1")
+        if implicit_step_ids not in ("allow", "warn", "error"):
+            raise ConfigurationError("implicit_step_ids must be 'allow', 'warn' or 'error'")
+        self._owns_store = not isinstance(store, Store)
+        self._store_arg = store
+        self.store: Store = store if isinstance(store, Store) else None  # type: ignore[assignment]
+        self._definitions: dict[str, WorkflowDefinition[Any, Any]] = {}
+        for definition in workflows:
+            self.register(definition)
+        self.max_live_executions = max_live_executions
+        self.implicit_step_ids = implicit_step_ids
+        self.clock = clock if clock is not None else Clock()
+        self.max_recovery_attempts = max_recovery_attempts
+        self._commit_inline = commit_inline
+        self.live: dict[str, ExecutionActor] = {}
+        self.idle: dict[str, ExecutionActor] = {}
+        self._runq: dict[str, tuple[str | None, str | None] | None] = {}
+        self._replayed_here: set[str] = set()
+        self._finished_events: dict[str, trio.Event] = {}
+        self._subscribers: list[Callable[[str, Sequence[Event]], None]] = []
+        self._closing = False
+        self._running = False
+        self._actor_nursery: trio.Nursery | None = None
+        self._actors_scope: trio.CancelScope | None = None
+        self._actors_done = trio.Event()
+        self.peak_live = 0
+
+    # --- registration ---
+
+    def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
+        if not isinstance(definition, WorkflowDefinition):
+            raise ConfigurationError(
+                f"{definition!r} is not a workflow definition; decorate it with "
+                "@durably.workflow(name)"
+            )
+        existing = self._definitions.get(definition.name)
+        if existing is not None and existing is not definition:
+            raise ConfigurationError(f"two workflows are registered as {definition.name!r}")
+        self._definitions[definition.name] = definition
+
+    def workflows(self) -> list[WorkflowDefinition[Any, Any]]:
+        """The registered workflow definitions."""
+        return list(self._definitions.values())
+
+    def _resolve(
+        self, workflow: WorkflowDefinition[Any, Any] | str
+    ) -> WorkflowDefinition[Any, Any]:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        definition = self._definitions.get(name)
+        if definition is None:
+            raise UnknownWorkflowError(name, list(self._definitions))
+        return definition
+
+    # --- lifecycle ---
+
+    async def __aenter__(self) -> Engine:
+        if self._running:
+            raise DurablyError("this engine is already running; create one engine per run")
+        if self._owns_store:
+            self.store = LmdbStore(self._store_arg)  # type: ignore[arg-type]
+        self.clock.bind()
+        self.committer = Committer(self.store, inline=self._commit_inline)
+        self.scheduler = Scheduler(self.store, self.clock, self._on_timer)
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        self._nursery = nursery
+        self._running = True
+        try:
+            await nursery.start(self.committer.run)
+            await nursery.start(self.scheduler.run)
+            await nursery.start(self._host_actors)
+            await self.recover()
+        except BaseException as exc:
+            await self._shutdown()
+            try:
+                await self._nursery_cm.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                if self._owns_store:
+                    self.store.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self._shutdown()
+        try:
+            return await self._nursery_cm.__aexit__(exc_type, exc, tb)
+        finally:
+            if self._owns_store:
+                self.store.close()
+
+    async def _host_actors(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                self._actors_scope = scope
+                async with trio.open_nursery() as nursery:
+                    self._actor_nursery = nursery
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            self._actor_nursery = None
+            self._actors_done.set()
+
+    async def _shutdown(self) -> None:
+        with trio.CancelScope(shield=True):
+            self._closing = True
+            if self._actors_scope is not None:
+                self._actors_scope.cancel()
+                await self._actors_done.wait()
+            self.committer.close()
+            self._nursery.cancel_scope.cancel()
+        self._running = False
+
+    # --- starting and waiting ---
+
+    async def start(
+        self,
+        workflow: WorkflowDefinition[I, O] | str,
+        input: I | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Start an execution; return its id once the start is durable.
+
+        With ``idempotency_key``, starting the same workflow with the same key again
+        returns the first execution's id (the first input wins) and starts nothing.
+        """
+        self._check_running()
+        definition = self._resolve(workflow)
+        if idempotency_key is not None:
+            _check_id(idempotency_key, "idempotency_key")
+            existing = self.store.find_idempotent(definition.name, idempotency_key)
+            if existing is not None:
+                return existing
+        shaped = _codec.check(
+            input, definition.input_type, f"input of workflow {definition.name!r}"
+        )
+        eid = new_execution_id()
+        now = self.clock.now_ms()
+        record = ExecutionRecord(
+            id=eid,
+            workflow=definition.name,
+            status="pending",
+            input=shaped,
+            created_ms=now,
+            updated_ms=now,
+            idempotency_key=idempotency_key,
+        )
+        started = encode(ExecutionStarted(at=now, workflow=definition.name, input=shaped))
+        [winner] = await self.committer.commit([CreateExecution(record, [started])])
+        if winner == eid:
+            self._replayed_here.add(eid)
+            self.spawn(eid)
+        return str(winner)
+
+    async def start_and_wait(
+        self,
+        workflow: WorkflowDefinition[I, O] | str,
+        input: I | None = None,
+        *,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> Result[O]:
+        """Start an execution and wait for its result."""
+        eid = await self.start(workflow, input, idempotency_key=idempotency_key)
+        data = await self.wait(eid, timeout=timeout)
+        return Result(eid, data)
+
+    async def wait(self, execution_id: str, *, timeout: float | None = None) -> Any:
+        """The execution's result once it finishes.
+
+        Raises ``ExecutionFailedError``, ``ExecutionCancelledError``, ``WaitTimeoutError``
+        (the execution goes on) or ``UnknownExecutionError``.
+        """
+        self._check_running()
+        with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+            while True:
+                record = self._get_record(execution_id)
+                if record.status in ("completed", "failed", "compensation_failed", "cancelled"):
+                    return self._outcome(record)
+                event = self._finished_events.get(execution_id)
+                if event is None:
+                    event = self._finished_events[execution_id] = trio.Event()
+                await event.wait()
+        assert scope.cancelled_caught
+        raise WaitTimeoutError(
+            f"execution {execution_id} did not finish within {timeout} s; it goes on"
+        )
+
+    def _outcome(self, record: ExecutionRecord) -> Any:
+        if record.status == "completed":
+            definition = self._definitions.get(record.workflow)
+            tp = definition.output_type if definition is not None else Any
+            return _codec.load(record.result, tp, f"result of execution {record.id}")
+        if record.status == "cancelled":
+            raise ExecutionCancelledError(record.id, record.reason)
+        raise ExecutionFailedError(record.id, record.error)
+
+    def _get_record(self, execution_id: str) -> ExecutionRecord:
+        if not isinstance(execution_id, str) or not execution_id or "\x00" in execution_id:
+            raise UnknownExecutionError(str(execution_id))
+        record = self.store.get_execution(execution_id)
+        if record is None:
+            raise UnknownExecutionError(execution_id)
+        return record
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        """A read-only view of the execution's current record."""
+        return Execution.from_record(self._get_record(execution_id))
+
+    async def list_executions(
+        self,
+        *,
+        status: Status | str | None = None,
+        workflow: str | None = None,
+        after: str | None = None,
+        limit: int | None = 100,
+    ) -> list[Execution]:
+        """Executions by id order (creation order), optionally by status and workflow."""
+        st = Status(status).value if status is not None else None
+        return [
+            Execution.from_record(r)
+            for r in self.store.list_executions(
+                status=st, workflow=workflow, after=after, limit=limit
+            )
+        ]
+
+    async def cancel(
+        self, execution_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> None:
+        """Cancel an execution: a running step is cancelled, nothing more runs.
+
+        Cancelling a finished execution is a no-op. The cancellation is recorded in the
+        log (with ``reason`` and ``by``) before the call returns... for a live execution,
+        once its actor has unwound.
+        """
+        self._check_running()
+        record = self._get_record(execution_id)
+        if Status(record.status).terminal:
+            return
+        self.spawn(execution_id, cancel=(reason, by))
+        await self.wait_settled(execution_id)
+
+    async def wait_settled(self, execution_id: str) -> None:
+        """Wait until the execution is terminal (no result, no raise)."""
+        while True:
+            record = self._get_record(execution_id)
+            if Status(record.status).terminal:
+                return
+            event = self._finished_events.get(execution_id)
+            if event is None:
+                event = self._finished_events[execution_id] = trio.Event()
+            await event.wait()
+
+    # --- signals ---
+
+    async def signal(
+        self,
+        execution_id: str,
+        signal: Signal[Any] | str,
+        payload: Any = None,
+        *,
+        dedup_key: str | None = None,
+    ) -> PublicSignalOutcome:
+        """Send ``signal`` to an execution; say whether it was delivered, buffered or not.
+
+        A signal for a finished execution is rejected with the reason (never dropped
+        silently); one for an unknown execution raises ``UnknownExecutionError``; a
+        ``dedup_key`` already accepted for the execution is rejected as a duplicate.
+        """
+        self._check_running()
+        sig = signal if isinstance(signal, Signal) else Signal(signal)
+        if dedup_key is not None:
+            _check_id(dedup_key, "dedup_key")
+        if not isinstance(execution_id, str) or "\x00" in execution_id or not execution_id:
+            raise UnknownExecutionError(str(execution_id))
+        shaped = _codec.check(payload, sig.payload_type, f"payload of signal {sig.name!r}")
+        [result] = await self.committer.commit(
+            [PutSignal(execution_id, sig.name, shaped, dedup_key)]
+        )
+        outcome = result.outcome
+        if outcome is SignalOutcome.UNKNOWN:
+            raise UnknownExecutionError(execution_id)
+        if outcome is SignalOutcome.FINISHED:
+            return PublicSignalOutcome(
+                SignalDelivery.REJECTED,
+                execution_id,
+                sig.name,
+                f"the execution has finished ({result.status}); signals are not kept for it",
+            )
+        if outcome is SignalOutcome.DUPLICATE:
+            return PublicSignalOutcome(
+                SignalDelivery.REJECTED,
+                execution_id,
+                sig.name,
+                f"a signal with dedup_key {dedup_key!r} was already accepted",
+            )
+        record = self.store.get_execution(execution_id)
+        waiting = record is not None and record.waiting_signal == sig.name
+        actor = self.live.get(execution_id)
+        if actor is not None:
+            actor.wake.set()
+        elif waiting:
+            self.spawn(execution_id)
+        return PublicSignalOutcome(
+            SignalDelivery.DELIVERED if waiting else SignalDelivery.BUFFERED,
+            execution_id,
+            sig.name,
+        )
+
+    def first_signal(self, execution_id: str, name: str) -> MailboxEntry | None:
+        for entry in self.store.mailbox(execution_id):
+            if entry.signal == name:
+                return entry
+        return None
+
+    # --- recovery ---
+
+    async def recover(self) -> RecoveryReport:
+        """Resume every unfinished execution: run the running, arm the waiting.
+
+        Runs on engine start; safe to call again (live executions are left alone).
+        """
+        self._check_running()
+        timers = self.scheduler.load()
+        resumed = parked = woken = 0
+        unknown: set[str] = set()
+        for status in ACTIVE_STATUSES:
+            after: str | None = None
+            while True:
+                page = self.store.list_executions(status=status, after=after, limit=1000)
+                if not page:
+                    break
+                after = page[-1].id
+                for record in page:
+                    if record.workflow not in self._definitions:
+                        unknown.add(record.workflow)
+                        continue
+                    if record.id in self.live:
+                        continue
+                    if status in ("pending", "running"):
+                        resumed += 1
+                        self.spawn(record.id)
+                    elif (
+                        status == "waiting"
+                        and record.waiting_signal is not None
+                        and self.first_signal(record.id, record.waiting_signal) is not None
+                    ):
+                        woken += 1
+                        self.spawn(record.id)
+                    else:
+                        parked += 1
+        if unknown:
+            log.warning(
+                "executions of unregistered workflows left as they are: %s", sorted(unknown)
+            )
+        return RecoveryReport(resumed, parked, woken, sorted(unknown), timers)
+
+    # --- actors: the supervisor's side ---
+
+    def spawn(
+        self, execution_id: str, *, cancel: tuple[str | None, str | None] | None = None
+    ) -> None:
+        """Make sure the execution runs: wake its live actor, or start (or queue) one."""
+        actor = self.live.get(execution_id)
+        if actor is not None:
+            if cancel is not None:
+                actor.cancel_reason, actor.cancel_by = cancel[0] or "cancelled", cancel[1]
+                if actor.scope is not None:
+                    actor.scope.cancel()
+            else:
+                actor.wake.set()
+            return
+        if self._closing or self._actor_nursery is None:
+            return
+        if execution_id in self._runq:
+            if cancel is not None:
+                self._runq[execution_id] = cancel
+            return
+        if len(self.live) >= self.max_live_executions:
+            self._runq[execution_id] = cancel
+            if self.idle:
+                victim = self.idle.pop(next(iter(self.idle)))
+                victim.park_requested = True
+                victim.wake.set()
+            return
+        self._launch(execution_id, cancel)
+
+    def _launch(self, execution_id: str, cancel: tuple[str | None, str | None] | None) -> None:
+        assert self._actor_nursery is not None
+        try:
+            record = self.store.get_execution(execution_id)
+        except CorruptRecordError as exc:
+            log.error("execution %s cannot be read: %s", execution_id, exc)
+            return
+        if record is None or Status(record.status).terminal:
+            return
+        definition = self._definitions.get(record.workflow)
+        if definition is None:
+            log.warning("execution %s: workflow %r is not registered", record.id, record.workflow)
+            return
+        actor = ExecutionActor(self, record, definition)
+        if cancel is not None:
+            actor.cancel_reason, actor.cancel_by = cancel[0] or "cancelled", cancel[1]
+        self.live[execution_id] = actor
+        self.peak_live = max(self.peak_live, len(self.live))
+        self._actor_nursery.start_soon(self._run_actor, actor)
+
+    async def _run_actor(self, actor: ExecutionActor) -> None:
+        eid = actor.execution_id
+        if eid not in self._replayed_here and actor.cancel_reason is None:
+            # First replay of this execution in this process: count it durably *before*
+            # replaying, so that code which kills the process on replay is dead-lettered
+            # after max_recovery_attempts instead of crash-looping forever.
+            self._replayed_here.add(eid)
+            record = actor.record
+            if record.recoveries >= self.max_recovery_attempts:
+                await self._dead_letter(actor)
+                self.actor_exited(actor)
+                return
+            bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
+            try:
+                await self.committer.commit([PutExecution(bumped)])
+            except DurablyError as exc:
+                self.engine_failure(eid, exc)
+                self.actor_exited(actor)
+                return
+            actor.record_ = bumped
+        await actor.run()
+
+    async def _dead_letter(self, actor: ExecutionActor) -> None:
+        from ._events import ExecutionFailed
+
+        record = actor.record
+        reason = (
+            f"dead-lettered: recovery was attempted {record.recoveries} times without "
+            "progress (the process died or hung while replaying it)"
+        )
+        error = {"type": "durably.CrashLoop", "message": reason, "traceback": ""}
+        actor.seq = len(self.store.read_events(actor.execution_id))
+        await actor._finish(
+            ExecutionFailed(at=self.clock.now_ms(), error=error),
+            "failed",
+            error=error,
+            reason=reason,
+        )
+
+    def actor_exited(self, actor: ExecutionActor) -> None:
+        eid = actor.execution_id
+        if self.live.get(eid) is actor:
+            del self.live[eid]
+        self.idle.pop(eid, None)
+        while self._runq and len(self.live) < self.max_live_executions and not self._closing:
+            next_id = next(iter(self._runq))
+            cancel = self._runq.pop(next_id)
+            self._launch(next_id, cancel)
+
+    def should_park(self) -> bool:
+        return self._closing or bool(self._runq)
+
+    def _on_timer(self, timer: Timer) -> None:
+        if timer.owner.startswith("schedule:"):
+            return
+        self.spawn(timer.owner)
+
+    def finished(self, execution_id: str, status: str) -> None:
+        self._replayed_here.discard(execution_id)
+        event = self._finished_events.pop(execution_id, None)
+        if event is not None:
+            event.set()
+
+    def engine_failure(self, execution_id: str, error: BaseException) -> None:
+        log.error("execution %s is left for recovery: %s", execution_id, error)
+
+    async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None:
+        """A corrupt log: mark the execution failed (nothing replayed, nothing repaired)."""
+        info = {"type": "durably.CorruptRecordError", "message": str(error), "traceback": ""}
+        quarantined = attrs.evolve(
+            record,
+            status="failed",
+            error=info,
+            reason="quarantined: its log is corrupt; restore the store from a backup",
+            updated_ms=self.clock.now_ms(),
+            timer=None,
+        )
+        await self.committer.commit([PutExecution(quarantined)])
+        self.finished(record.id, "failed")
+
+    def published(self, execution_id: str, events: Sequence[Event]) -> None:
+        for subscriber in self._subscribers:
+            subscriber(execution_id, events)
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise DurablyError(
+                "the engine is not running; use it inside `async with durably.Engine(...)`"
+            )
+
+
+def _check_id(value: str, what: str) -> None:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise ConfigurationError(f"{what} must be a non-empty string without NUL")

@@ -1,0 +1,150 @@
+"""The exceptions durably raises.
+
+One base class, :class:`DurablyError`; each subclass says who raises it, and its message
+says what to do. Errors that fit a builtin also subclass it (``UnknownExecutionError`` is
+a ``LookupError``) so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DurablyError(Exception):
+    """Base class of every error durably raises on purpose."""
+
+
+class ConfigurationError(DurablyError, ValueError):
+    """A call was given arguments that cannot work (raised at the call, nothing written)."""
+
+
+class UnknownWorkflowError(DurablyError, LookupError):
+    """A workflow name that no registered definition has."""
+
+    def __init__(self, name: str, registered: list[str]) -> None:
+        self.name = name
+        self.registered = registered
+        names = ", ".join(sorted(registered)) or "(none)"
+        super().__init__(
+            f"no workflow named {name!r} is registered with this engine; registered: {names}. "
+            "Pass the definition in Engine(..., workflows=[...])."
+        )
+
+
+class UnknownExecutionError(DurablyError, LookupError):
+    """An execution id that the store does not hold."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(
+            f"no execution {execution_id!r} in this store; check the id "
+            "(engine.start returns it; a schedule id is not an execution id)"
+        )
+
+
+class PayloadError(DurablyError, TypeError):
+    """A value could not be serialised to, or restored from, the log.
+
+    Raised at the call that produced the value; nothing of it is written.
+    """
+
+
+class NonDeterminismError(DurablyError):
+    """The workflow code no longer matches the execution's recorded history.
+
+    The history is left untouched; fix the code (or ship a new workflow version) and retry
+    the execution.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        execution_id: str | None = None,
+        step_id: str | None = None,
+        position: int | None = None,
+        recorded: str | None = None,
+        attempted: str | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.step_id = step_id
+        self.position = position
+        self.recorded = recorded
+        self.attempted = attempted
+        super().__init__(message)
+
+
+class DuplicateStepError(DurablyError):
+    """One execution used the same step id twice; step ids must be unique per execution."""
+
+
+class StepError(DurablyError):
+    """A step's body raised; this is what the workflow sees, on the first run and on replay.
+
+    The original exception cannot be rebuilt from the log in general, so the first run
+    raises this too (with the original as ``__cause__``): code that catches it behaves the
+    same on replay. ``error_type`` is the original's qualified type name.
+    """
+
+    def __init__(self, step_id: str, error_type: str, message: str) -> None:
+        self.step_id = step_id
+        self.error_type = error_type
+        self.error_message = message
+        super().__init__(f"step {step_id!r} failed: {error_type}: {message}")
+
+    def is_a(self, exc_type: type[BaseException]) -> bool:
+        """True if the original error's type name is ``exc_type``'s (or its simple name)."""
+        qual = f"{exc_type.__module__}.{exc_type.__qualname__}"
+        return self.error_type in (qual, exc_type.__qualname__)
+
+
+class ExecutionFailedError(DurablyError):
+    """Waiting on an execution that ended ``FAILED`` (or ``COMPENSATION_FAILED``)."""
+
+    def __init__(self, execution_id: str, error: dict[str, Any] | None) -> None:
+        self.execution_id = execution_id
+        self.error = error or {}
+        kind = self.error.get("type", "Error")
+        msg = self.error.get("message", "")
+        super().__init__(f"execution {execution_id} failed: {kind}: {msg}")
+
+
+class ExecutionCancelledError(DurablyError):
+    """Waiting on an execution that was cancelled."""
+
+    def __init__(self, execution_id: str, reason: str | None) -> None:
+        self.execution_id = execution_id
+        self.reason = reason
+        super().__init__(f"execution {execution_id} was cancelled: {reason or 'no reason given'}")
+
+
+class WaitTimeoutError(DurablyError, TimeoutError):
+    """``engine.wait(..., timeout=)`` ran out before the execution finished (it goes on)."""
+
+
+class SignalTimeoutError(DurablyError, TimeoutError):
+    """``wait_for_signal`` without a ``timeout=`` result shape timed out."""
+
+
+class StoreError(DurablyError):
+    """The store failed; the batch that hit it was not acknowledged."""
+
+
+class StoreLockedError(StoreError):
+    """Another worker process already holds the store at this path."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or the configured map ceiling) is full; nothing was acknowledged."""
+
+
+class CorruptRecordError(StoreError):
+    """A stored record failed its checksum or has an unknown format version."""
+
+    def __init__(self, message: str, *, execution_id: str | None = None) -> None:
+        self.execution_id = execution_id
+        super().__init__(message)
+
+
+class StoreClosedError(StoreError):
+    """The store was used after it was closed."""

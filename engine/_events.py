@@ -1,0 +1,286 @@
+"""The events of an execution's log.
+
+Rules of this module:
+
+- Events are frozen attrs classes named in the past tense. Each has a ``tag``: the stable
+  name stored in the log. Renaming a class never breaks an old log; changing a tag does,
+  and the golden-log tests in ``tests/golden/`` catch that.
+- Values inside events are JSON-shaped builtins already (see ``_codec.shape``), so that
+  reading a log never needs the user's types; the context restores types when it answers.
+- Every event carries ``at``: wall-clock epoch milliseconds from the engine's clock when
+  it was recorded. The audit trail is read from these events, so it cannot drift from
+  what happened.
+- ``command`` names the workflow command kind an event answers (``step``, ``sleep``, ...)
+  for events that carry a ``step_id``; the replay core checks it against the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import orjson
+
+from ._errors import CorruptRecordError
+
+
+@attrs.frozen
+class Event:
+    tag: ClassVar[str] = ""
+    command: ClassVar[str | None] = None
+    at: int
+
+
+@attrs.frozen
+class ExecutionStarted(Event):
+    tag = "started"
+    workflow: str
+    input: Any
+    attempt: int = 1
+
+
+@attrs.frozen
+class ExecutionResumed(Event):
+    """The operator retried the execution: it runs again from its log (``attempt`` + 1)."""
+
+    tag = "resumed"
+    attempt: int
+    by: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
+class StepCompleted(Event):
+    tag = "step.completed"
+    command = "step"
+    step_id: str
+    result: Any
+    duration_ms: float = 0.0
+    attempt: int = 1
+
+
+@attrs.frozen
+class StepFailed(Event):
+    """The step failed for good: the workflow sees a ``StepError``."""
+
+    tag = "step.failed"
+    command = "step"
+    step_id: str
+    error: dict[str, Any]
+    duration_ms: float = 0.0
+    attempt: int = 1
+
+
+@attrs.frozen
+class StepRetrying(Event):
+    """An attempt failed and the retry policy allows another at ``retry_at``."""
+
+    tag = "step.retrying"
+    command = "step"
+    step_id: str
+    error: dict[str, Any]
+    attempt: int
+    retry_at: int
+    duration_ms: float = 0.0
+
+
+@attrs.frozen
+class StepSkipped(Event):
+    """An operator supplied the step's result instead of running it."""
+
+    tag = "step.skipped"
+    command = "step"
+    step_id: str
+    result: Any
+    by: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
+class TimerStarted(Event):
+    tag = "timer.started"
+    command = "sleep"
+    step_id: str
+    wake_at: int
+
+
+@attrs.frozen
+class TimerFired(Event):
+    tag = "timer.fired"
+    command = "sleep"
+    step_id: str
+
+
+@attrs.frozen
+class SignalWaiting(Event):
+    tag = "signal.waiting"
+    command = "signal"
+    step_id: str
+    signal: str
+    deadline: int | None = None
+
+
+@attrs.frozen
+class SignalReceived(Event):
+    tag = "signal.received"
+    command = "signal"
+    step_id: str
+    signal: str
+    payload: Any
+    mailbox_seq: int
+
+
+@attrs.frozen
+class SignalTimedOut(Event):
+    tag = "signal.timed_out"
+    command = "signal"
+    step_id: str
+    signal: str
+
+
+@attrs.frozen
+class ValueRecorded(Event):
+    """A deterministic value (``now``, ``random``, ``uuid``) recorded on first use."""
+
+    tag = "value"
+    command = "value"
+    step_id: str
+    kind: str
+    value: Any
+
+
+@attrs.frozen
+class Emitted(Event):
+    tag = "emitted"
+    command = "emit"
+    step_id: str
+    event: str
+    payload: Any
+
+
+@attrs.frozen
+class Noted(Event):
+    tag = "noted"
+    command = "note"
+    step_id: str
+    message: str
+    meta: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class SwitchEvaluated(Event):
+    tag = "switch"
+    command = "switch"
+    step_id: str
+    branch_id: str
+    result: Any
+    duration_ms: float = 0.0
+
+
+@attrs.frozen
+class CompensationCompleted(Event):
+    tag = "compensation.completed"
+    command = "compensate"
+    step_id: str  # "rollback:<step id>"
+    duration_ms: float = 0.0
+
+
+@attrs.frozen
+class CompensationFailed(Event):
+    tag = "compensation.failed"
+    command = "compensate"
+    step_id: str
+    error: dict[str, Any]
+    #: How many operator ``retry_rollback`` actions preceded this failure.
+    round: int = 0
+
+
+@attrs.frozen
+class ExecutionCompleted(Event):
+    tag = "completed"
+    result: Any
+
+
+@attrs.frozen
+class ExecutionFailed(Event):
+    tag = "failed"
+    error: dict[str, Any]
+    status: str = "failed"
+
+
+@attrs.frozen
+class ExecutionCancelled(Event):
+    tag = "cancelled"
+    reason: str | None = None
+    by: str | None = None
+
+
+@attrs.frozen
+class OperatorActed(Event):
+    """An operator's action, with who and why: no edit of an execution is silent."""
+
+    tag = "operator"
+    action: str
+    by: str | None = None
+    reason: str | None = None
+    data: Any = None
+
+
+_CLASSES: dict[str, type[Event]] = {}
+_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _register() -> None:
+    for cls in (
+        ExecutionStarted,
+        ExecutionResumed,
+        StepCompleted,
+        StepFailed,
+        StepRetrying,
+        StepSkipped,
+        TimerStarted,
+        TimerFired,
+        SignalWaiting,
+        SignalReceived,
+        SignalTimedOut,
+        ValueRecorded,
+        Emitted,
+        Noted,
+        SwitchEvaluated,
+        CompensationCompleted,
+        CompensationFailed,
+        ExecutionCompleted,
+        ExecutionFailed,
+        ExecutionCancelled,
+        OperatorActed,
+    ):
+        assert cls.tag and cls.tag not in _CLASSES, cls
+        _CLASSES[cls.tag] = cls
+        _FIELDS[cls] = tuple(a.name for a in attrs.fields(cls))
+
+
+_register()
+
+
+def encode(event: Event) -> bytes:
+    """The stored bytes of ``event`` (raises ``TypeError`` on a non-JSON value)."""
+    data = {name: getattr(event, name) for name in _FIELDS[type(event)]}
+    data["t"] = event.tag
+    return orjson.dumps(data)
+
+
+def decode(raw: bytes, execution_id: str | None = None) -> Event:
+    try:
+        data = orjson.loads(raw)
+        cls = _CLASSES[data.pop("t")]
+        return cls(**data)
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CorruptRecordError(
+            f"an event of execution {execution_id} cannot be read ({exc!r}); it was written "
+            "by a newer durably or is damaged",
+            execution_id=execution_id,
+        ) from None
+
+
+def decode_all(raws: list[bytes], execution_id: str | None = None) -> list[Event]:
+    return [decode(raw, execution_id) for raw in raws]

@@ -1,0 +1,126 @@
+"""The replay core: pure, no trio, no store, no clock (in the spirit of h11).
+
+Rules of this module:
+
+- A workflow's durable commands (step, sleep, wait_for_signal, ...) each carry a step id.
+  The log groups events by step id; the order in which step ids first appear in the log
+  is the *recorded command order*.
+- On a run, the workflow must issue commands in the recorded order. A command is answered
+  from the log while the log has it; once the log is exhausted, commands are new work.
+- Divergence is never guessed around: a command that names a different step id or kind
+  than the log holds at that position, a step id the log holds later (reordered), a new
+  command while recorded ones remain unreached (renamed or removed), or a workflow that
+  finishes before reaching every recorded command raises ``NonDeterminismError`` naming
+  the position, the step id, what was recorded and what the code asked for.
+- The same step id twice in one run raises ``DuplicateStepError`` at that call.
+
+``Replayer`` is the whole state machine. The engine feeds it the decoded log, asks it for
+each command (``issue``) and tells it what it records (``record``).
+"""
+
+from __future__ import annotations
+
+from ._errors import DuplicateStepError, NonDeterminismError
+from ._events import Event
+
+
+class Replayer:
+    """Matches a run's commands against an execution's recorded events."""
+
+    __slots__ = ("_by_step", "_cursor", "_execution_id", "_order", "_seen")
+
+    def __init__(self, events: list[Event], execution_id: str | None = None) -> None:
+        self._execution_id = execution_id
+        self._by_step: dict[str, list[Event]] = {}
+        self._order: list[str] = []
+        for event in events:
+            step_id = getattr(event, "step_id", None)
+            if step_id is None:
+                continue
+            bucket = self._by_step.get(step_id)
+            if bucket is None:
+                self._by_step[step_id] = [event]
+                self._order.append(step_id)
+            else:
+                bucket.append(event)
+        self._cursor = 0
+        self._seen: set[str] = set()
+
+    @property
+    def replaying(self) -> bool:
+        """True while recorded commands remain ahead of the run."""
+        return self._cursor < len(self._order)
+
+    def issue(self, step_id: str, command: str) -> list[Event] | None:
+        """The recorded events for this command, or ``None`` if it is new work."""
+        if step_id in self._seen:
+            raise DuplicateStepError(
+                f"step id {step_id!r} is used twice in execution {self._execution_id}; "
+                "every durable call of one execution needs its own step id"
+            )
+        self._seen.add(step_id)
+        position = self._cursor
+        if position < len(self._order):
+            expected = self._order[position]
+            recorded = self._by_step[expected]
+            recorded_cmd = recorded[0].command
+            if step_id != expected:
+                if step_id in self._by_step:
+                    why = f"the log records {step_id!r} later: commands were reordered"
+                else:
+                    why = "the code issued a command the log does not have (renamed or added)"
+                raise self._diverged(position, step_id, command, expected, recorded_cmd, why)
+            if recorded_cmd != command:
+                raise self._diverged(
+                    position, step_id, command, expected, recorded_cmd, "the kind changed"
+                )
+            self._cursor = position + 1
+            return recorded
+        return None
+
+    def record(self, step_id: str, event: Event) -> None:
+        """Note an event the run just recorded for ``step_id`` (the current command)."""
+        bucket = self._by_step.get(step_id)
+        if bucket is None:
+            self._by_step[step_id] = [event]
+            self._order.append(step_id)
+            self._cursor = len(self._order)
+        else:
+            bucket.append(event)
+
+    def finish(self) -> None:
+        """The workflow returned or raised: every recorded command must have been reached."""
+        if self._cursor < len(self._order):
+            expected = self._order[self._cursor]
+            recorded_cmd = self._by_step[expected][0].command
+            raise self._diverged(
+                self._cursor,
+                None,
+                "finish",
+                expected,
+                recorded_cmd,
+                "the workflow finished before reaching it (removed or skipped)",
+            )
+
+    def _diverged(
+        self,
+        position: int,
+        step_id: str | None,
+        command: str,
+        expected: str,
+        recorded_cmd: str | None,
+        why: str,
+    ) -> NonDeterminismError:
+        attempted = f"{command} {step_id!r}" if step_id is not None else command
+        recorded = f"{recorded_cmd} {expected!r}"
+        return NonDeterminismError(
+            f"execution {self._execution_id} diverged from its history at command "
+            f"#{position}: the log recorded {recorded}, the code asked for {attempted} "
+            f"({why}). The history is untouched: restore the old code, or ship the change "
+            "as a new workflow version, then retry the execution.",
+            execution_id=self._execution_id,
+            step_id=step_id if step_id is not None else expected,
+            position=position,
+            recorded=recorded,
+            attempted=attempted,
+        )

@@ -1,0 +1,88 @@
+"""The scheduler actor: one heap of due times for every live timer.
+
+It loads the store's timers index on start (timers survive restarts; an overdue one fires
+at once), waits on a trio deadline for the earliest (no polling), and on each due timer
+calls the engine's ``on_timer``. It never writes: the woken execution records that its
+timer fired, in the same transaction that removes the timer from the index, so a crash
+between firing and recording re-fires a timer that the log then ignores, never twice.
+
+Timers due together fire in bounded batches with a checkpoint between, so thousands due
+at one instant neither starve the other tasks nor get lost. Disarming is lazy: a removed
+timer stays in the heap and is skipped when popped.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+import trio
+from durably.stores import Store, Timer
+
+from ._clock import Clock
+
+_Key = tuple[int, str, str]
+_NEVER = 2**63 - 1
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        on_timer: Callable[[Timer], None],
+        *,
+        batch: int = 1000,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._on_timer = on_timer
+        self._batch = batch
+        self._heap: list[_Key] = []
+        self._armed: set[_Key] = set()
+        self._changed = trio.Event()
+        self.fired = 0
+
+    def __len__(self) -> int:
+        return len(self._armed)
+
+    def arm(self, timer: Timer) -> None:
+        key = (timer.due_ms, timer.owner, timer.timer_id)
+        if key in self._armed:
+            return
+        self._armed.add(key)
+        heapq.heappush(self._heap, key)
+        if self._heap[0] == key:
+            self._changed.set()
+
+    def disarm(self, timer: Timer) -> None:
+        self._armed.discard((timer.due_ms, timer.owner, timer.timer_id))
+
+    def load(self) -> int:
+        """Arm every timer of the store's index; returns how many."""
+        timers = self._store.due_timers(_NEVER)
+        for timer in timers:
+            self.arm(timer)
+        return len(timers)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        heap = self._heap
+        while True:
+            now = self._clock.now_ms()
+            fired = 0
+            while heap and heap[0][0] <= now and fired < self._batch:
+                key = heapq.heappop(heap)
+                if key not in self._armed:
+                    continue
+                self._armed.discard(key)
+                fired += 1
+                self._on_timer(Timer(*key))
+            self.fired += fired
+            if fired >= self._batch:
+                await trio.lowlevel.checkpoint()
+                continue
+            self._changed = trio.Event()
+            deadline = self._clock.deadline(heap[0][0]) if heap else float("inf")
+            with trio.move_on_at(deadline):
+                await self._changed.wait()

@@ -1,0 +1,190 @@
+"""What a store holds and the operations a batch is made of.
+
+Invariants (every store keeps them, the conformance suite checks them):
+
+- ``Store.apply(ops)`` is one transaction: all of the batch is visible afterwards, or none.
+- Ops are applied in list order, so a later op sees an earlier op's effect.
+- Logical outcomes (an idempotency key already taken, a duplicate signal, a signal for a
+  finished execution) are *results*, never exceptions: one producer's bad luck must not
+  fail the other producers sharing its group commit.
+- Values are JSON-shaped builtins (dict, list, str, int, float, bool, None) except event
+  bodies, which are opaque bytes encoded by the engine.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import attrs
+
+#: Status values of an execution as the store keeps them. The engine's ``durably.Status``
+#: enum uses exactly these strings.
+ACTIVE_STATUSES = ("pending", "running", "sleeping", "waiting", "retrying")
+TERMINAL_STATUSES = ("completed", "failed", "compensation_failed", "cancelled")
+ALL_STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
+
+
+@attrs.frozen
+class ExecutionRecord:
+    """The summary row of one execution (its log holds the detail)."""
+
+    id: str
+    workflow: str
+    status: str
+    input: Any
+    created_ms: int
+    updated_ms: int
+    result: Any = None
+    error: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    #: 1 for the first run; incremented by an operator's retry.
+    attempt: int = 1
+    #: Recoveries started since the execution last made progress (crash-loop guard).
+    recoveries: int = 0
+    #: The one pending timer of the execution, as ``(due_ms, timer_id)``.
+    timer: tuple[int, str] | None = None
+    #: Name of the signal the execution waits for, while it waits.
+    waiting_signal: str | None = None
+    #: Schedule that started the execution, if any.
+    schedule_id: str | None = None
+    #: Why the execution reached its current status, where that is worth saying.
+    reason: str | None = None
+
+
+@attrs.frozen(order=True)
+class Timer:
+    """One entry of the timers index, ordered by due time.
+
+    ``owner`` is an execution id, or ``"schedule:" + schedule_id`` for a schedule.
+    """
+
+    due_ms: int
+    owner: str
+    timer_id: str
+
+
+@attrs.frozen
+class MailboxEntry:
+    """A signal buffered for an execution, numbered in commit order."""
+
+    seq: int
+    signal: str
+    payload: Any
+    dedup_key: str | None = None
+
+
+class SignalOutcome(enum.Enum):
+    """What ``PutSignal`` did; the engine turns it into the caller's answer."""
+
+    BUFFERED = "buffered"
+    DUPLICATE = "duplicate"
+    FINISHED = "finished"
+    UNKNOWN = "unknown"
+
+
+@attrs.frozen
+class PutSignalResult:
+    outcome: SignalOutcome
+    seq: int | None = None
+    status: str | None = None
+
+
+# --- operations -------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CreateExecution:
+    """Create an execution with its first events, unless its idempotency key is taken.
+
+    Result: the id of the execution that owns the key (``record.id`` if this op created it).
+    """
+
+    record: ExecutionRecord
+    events: list[bytes]
+
+
+@attrs.frozen
+class Append:
+    """Append events at ``seq``, ``seq + 1``, ... of an execution's log.
+
+    Result: ``None``. A sequence number already taken means two writers raced, an engine
+    bug: the store raises and the batch is retried op by op to isolate it.
+    """
+
+    execution_id: str
+    seq: int
+    events: list[bytes]
+
+
+@attrs.frozen
+class PutExecution:
+    """Replace an execution's record (and its place in the status index)."""
+
+    record: ExecutionRecord
+
+
+@attrs.frozen
+class AddTimer:
+    timer: Timer
+
+
+@attrs.frozen
+class RemoveTimer:
+    """Remove a timer; removing one that is not there is not an error."""
+
+    timer: Timer
+
+
+@attrs.frozen
+class PutSignal:
+    """Buffer a signal for an execution, checked in the same transaction.
+
+    Result: a :class:`PutSignalResult`. Unknown or finished executions are refused, and a
+    ``dedup_key`` already accepted for the execution is refused as a duplicate (the key is
+    remembered after the signal is consumed).
+    """
+
+    execution_id: str
+    signal: str
+    payload: Any
+    dedup_key: str | None = None
+
+
+@attrs.frozen
+class TakeSignal:
+    """Remove a consumed mailbox entry (its dedup key stays remembered)."""
+
+    execution_id: str
+    seq: int
+
+
+@attrs.frozen
+class PutSchedule:
+    schedule_id: str
+    data: Any
+
+
+@attrs.frozen
+class DeleteSchedule:
+    schedule_id: str
+
+
+@attrs.frozen
+class PutMeta:
+    name: str
+    value: Any
+
+
+Op = (
+    CreateExecution
+    | Append
+    | PutExecution
+    | AddTimer
+    | RemoveTimer
+    | PutSignal
+    | TakeSignal
+    | PutSchedule
+    | DeleteSchedule
+    | PutMeta
+)
