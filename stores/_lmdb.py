@@ -20,7 +20,7 @@ import fcntl
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import lmdb
 from durably._errors import (
@@ -47,8 +47,7 @@ class _LmdbTxn:
         self._dbs = dbs
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        value: bytes | None = self._txn.get(key, db=self._dbs[table])
-        return value
+        return cast("bytes | None", self._txn.get(key, db=self._dbs[table]))
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         self._txn.put(key, value, db=self._dbs[table])
@@ -65,9 +64,9 @@ class _LmdbTxn:
         if not cursor.set_range(max(start, prefix)):
             return
         for key, value in cursor.iternext():
-            if not key.startswith(prefix):
+            if not cast(bytes, key).startswith(prefix):
                 return
-            yield key, value
+            yield cast(bytes, key), cast(bytes, value)
 
 
 class LmdbStore:
