@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+
 from durably.stores import Append, ExecutionRecord, Op, PutExecution, RemoveTimer, Timer
 
 from . import _codec

@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 import trio
+
 from durably.stores import Op, Store
 
 from ._errors import StoreError

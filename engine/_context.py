@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import attrs
 import trio
+
 from durably.stores import AddTimer, RemoveTimer, TakeSignal, Timer
 
 from . import _codec

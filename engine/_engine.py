@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 import trio
+
 from durably.stores import (
     ACTIVE_STATUSES,
     CreateExecution,

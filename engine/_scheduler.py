@@ -17,6 +17,7 @@ import heapq
 from collections.abc import Callable
 
 import trio
+
 from durably.stores import Store, Timer
 
 from ._clock import Clock

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import attrs
+
 from durably.stores import TERMINAL_STATUSES, ExecutionRecord
 
 T = TypeVar("T")

@@ -12,6 +12,7 @@ import zlib
 from typing import Any
 
 import orjson
+
 from durably._errors import CorruptRecordError
 
 from ._model import ExecutionRecord, MailboxEntry

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import lmdb
+
 from durably._errors import (
     CorruptRecordError,
     StoreClosedError,
