@@ -75,12 +75,14 @@ class ExecutionActor:
         "engine",
         "execution_id",
         "park_requested",
+        "parked",
         "record_",
         "replayer",
         "rollback_round",
         "scope",
         "seq",
         "wake",
+        "woken",
     )
 
     def __init__(
@@ -96,7 +98,9 @@ class ExecutionActor:
         self.seq = 0
         self.replayer = Replayer([], record.id)
         self.wake = trio.Event()
+        self.woken = False
         self.park_requested = False
+        self.parked = False
         self.cancel_reason: str | None = None
         self.cancel_by: str | None = None
         self.scope: trio.CancelScope | None = None
@@ -162,11 +166,27 @@ class ExecutionActor:
 
     # --- waiting ---
 
+    def wake_up(self) -> None:
+        """Something this execution may wait for happened (a timer, a signal)."""
+        self.woken = True
+        self.wake.set()
+
+    def request_park(self) -> None:
+        self.park_requested = True
+        self.wake.set()
+
     async def wait_wake(self, timer: Timer | None) -> None:
-        """Wait for a wake-up while live, or park (raise ``_Suspend``) if asked to."""
+        """Wait for a wake-up while live, or park (raise ``_Suspend``) if asked to.
+
+        A wake that arrives while the actor is busy is remembered (``woken``) and consumed
+        by the next wait; one that arrives as it parks makes the engine run it again.
+        """
         engine = self.engine
         if timer is not None:
             engine.scheduler.arm(timer)
+        if self.woken:
+            self.woken = False
+            return
         if self.park_requested or engine.should_park():
             raise _Suspend
         engine.idle[self.execution_id] = self
@@ -177,6 +197,7 @@ class ExecutionActor:
         self.wake = trio.Event()
         if self.park_requested:
             raise _Suspend
+        self.woken = False
 
     # --- lifecycle ---
 
@@ -191,7 +212,7 @@ class ExecutionActor:
             log.error("execution %s stopped: the store failed: %s", self.execution_id, exc)
             engine.engine_failure(self.execution_id, exc.error)
         except _Suspend:
-            pass
+            self.parked = True
         except Exception as exc:  # an engine bug: record it, never take the engine down
             log.exception("internal error in execution %s", self.execution_id)
             try:

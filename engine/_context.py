@@ -35,6 +35,7 @@ from ._errors import (
     NonDeterminismError,
     SignalTimeoutError,
     StepError,
+    type_name,
 )
 from ._events import (
     CompensationCompleted,
@@ -99,11 +100,8 @@ class Branch:
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
-    kind = type(exc)
     return {
-        "type": f"{kind.__module__}.{kind.__qualname__}"
-        if kind.__module__ != "builtins"
-        else kind.__qualname__,
+        "type": type_name(type(exc)),
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }

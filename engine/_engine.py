@@ -200,6 +200,12 @@ class Engine:
         await self._shutdown()
         try:
             return await self._nursery_cm.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The engine's actors do not fail on their own; a group holding only the
+            # body's exception is that exception, and users should see it unwrapped.
+            if exc is not None and group.exceptions == (exc,):
+                raise exc from None
+            raise
         finally:
             if self._owns_store:
                 self.store.close()
@@ -416,7 +422,7 @@ class Engine:
         waiting = record is not None and record.waiting_signal == sig.name
         actor = self.live.get(execution_id)
         if actor is not None:
-            actor.wake.set()
+            actor.wake_up()
         elif waiting:
             self.spawn(execution_id)
         return PublicSignalOutcome(
@@ -486,7 +492,7 @@ class Engine:
                 if actor.scope is not None:
                     actor.scope.cancel()
             else:
-                actor.wake.set()
+                actor.wake_up()
             return
         if self._closing or self._actor_nursery is None:
             return
@@ -498,8 +504,7 @@ class Engine:
             self._runq[execution_id] = cancel
             if self.idle:
                 victim = self.idle.pop(next(iter(self.idle)))
-                victim.park_requested = True
-                victim.wake.set()
+                victim.request_park()
             return
         self._launch(execution_id, cancel)
 
@@ -567,6 +572,8 @@ class Engine:
         if self.live.get(eid) is actor:
             del self.live[eid]
         self.idle.pop(eid, None)
+        if actor.parked and actor.woken:
+            self.spawn(eid)  # woken as it parked: the wake must not be lost
         while self._runq and len(self.live) < self.max_live_executions and not self._closing:
             next_id = next(iter(self._runq))
             cancel = self._runq.pop(next_id)

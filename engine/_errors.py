@@ -10,6 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 
+def type_name(kind: type[BaseException]) -> str:
+    """A stable, public name for an exception type, as the log records it.
+
+    Private module parts are dropped (``durably._errors.StepError`` is recorded as
+    ``durably.StepError``) so that moving code between private modules changes nothing;
+    builtins are recorded bare (``ValueError``).
+    """
+    module = ".".join(p for p in kind.__module__.split(".") if not p.startswith("_"))
+    if not module or module == "builtins":
+        return kind.__qualname__
+    return f"{module}.{kind.__qualname__}"
+
+
 class DurablyError(Exception):
     """Base class of every error durably raises on purpose."""
 
@@ -94,8 +107,7 @@ class StepError(DurablyError):
 
     def is_a(self, exc_type: type[BaseException]) -> bool:
         """True if the original error's type name is ``exc_type``'s (or its simple name)."""
-        qual = f"{exc_type.__module__}.{exc_type.__qualname__}"
-        return self.error_type in (qual, exc_type.__qualname__)
+        return self.error_type in (type_name(exc_type), exc_type.__qualname__)
 
 
 class ExecutionFailedError(DurablyError):
