@@ -164,6 +164,18 @@ class ExecutionActor:
             self.replayer.record(step_id, event)
         self.engine.published(self.execution_id, events)
 
+    async def caught_up(self) -> None:
+        """Replay has reached new work: durably clear the crash-loop counter *before*
+        running user code, so that only deaths during replay count against it (a process
+        killed from outside while a step body runs is not this execution's fault)."""
+        if self.record_.recoveries:
+            record = attrs.evolve(self.record_, recoveries=0)
+            try:
+                await self.engine.committer.commit([PutExecution(record)])
+            except DurablyError as exc:
+                raise _EngineFailure(exc) from exc
+            self.record_ = record
+
     # --- waiting ---
 
     def wake_up(self) -> None:

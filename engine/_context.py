@@ -227,6 +227,7 @@ class Context:
             assert isinstance(last, StepRetrying)
             attempt = last.attempt + 1
             await self._wait_until(last.retry_at, sid, retrying=True)
+        await actor.caught_up()
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
         while True:
@@ -579,6 +580,7 @@ class Context:
                     f"switch {sid!r}: no branch matched {value!r} and there is no default; "
                     "add default=durably.Branch(...)"
                 )
+            await actor.caught_up()
             started = time.perf_counter()
             result = await _call(chosen.run, (value,))
             shaped, result = _codec.roundtrip(
@@ -620,6 +622,7 @@ class Context:
                     assert isinstance(last, CompensationFailed)
                     if last.round >= actor.rollback_round:
                         raise _CompensationFailure(last.error)
+                await actor.caught_up()
                 started = time.perf_counter()
                 try:
                     await _call(undo, (value,))

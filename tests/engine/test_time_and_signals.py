@@ -248,9 +248,7 @@ async def test_ten_thousand_parked_executions_with_a_hundred_live(
         return int(value) + data
 
     n = 10_000
-    async with durably.Engine(
-        MemoryStore(), workflows=[waiter], max_live_executions=100
-    ) as engine:
+    async with durably.Engine(MemoryStore(), workflows=[waiter], max_live_executions=100) as engine:
         eids = [await engine.start(waiter, i) for i in range(n)]
         await trio.sleep(1)
         assert len(engine.live) <= 100
