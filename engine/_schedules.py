@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 import trio
-from croniter import CroniterError, croniter
+from croniter import CroniterError, croniter  # type: ignore[import-untyped, unused-ignore]
 
 from durably.stores import (
     ACTIVE_STATUSES,
@@ -687,6 +687,8 @@ class ScheduleManager:
         overlap: str,
     ) -> str:
         sid = _check_schedule_id(id)
+        name = self.engine._resolve(workflow).name
+        self._check_same_workflow(self._load(sid), name)
         name, shaped = self._definition(workflow, input)
         _check_policies(catch_up, overlap)
         now = self.clock.now_ms()
@@ -698,15 +700,19 @@ class ScheduleManager:
             if old is None:
                 await self._write(None, new)
                 return sid
-            if old.workflow != name:
-                raise ConfigurationError(
-                    f"schedule {sid!r} starts workflow {old.workflow!r}, not {name!r}; "
-                    "remove it first (engine.remove_schedule) or use another id"
-                )
+            self._check_same_workflow(old, name)
             if old.definition() == new.definition():
                 return sid
             await self._write(old, self._updated(old, new, now))
         return sid
+
+    @staticmethod
+    def _check_same_workflow(old: _Record | None, name: str) -> None:
+        if old is not None and old.workflow != name:
+            raise ConfigurationError(
+                f"schedule {old.id!r} starts workflow {old.workflow!r}, not {name!r}; "
+                "remove it first (engine.remove_schedule) or use another id"
+            )
 
     def _updated(self, old: _Record, new: _Record, now: int) -> _Record:
         """``old`` with the definition of ``new``; a new cadence fires anew from now."""
