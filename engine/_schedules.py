@@ -529,18 +529,21 @@ class ScheduleManager:
             changes: dict[str, Any] = {"next_ms": next_ms, "updated_ms": now}
             if next_ms is None:
                 changes["status"] = ScheduleStatus.DONE.value
+            key = f"{_OWNER}{sid}:{record.incarnation}:{fire_at}"
             if fire_at is None:
                 changes["skipped"] = record.skipped + 1
-            elif record.overlap == "skip" and self._previous_active(record):
+            elif (
+                record.overlap == "skip"
+                and self._previous_active(record)
+                # A fire re-handled after a crash records the run it started, overlap or not.
+                and self.store.find_idempotent(record.workflow, key) is None
+            ):
                 changes["skipped"] = record.skipped + 1
             else:
                 changes["last_ms"] = fire_at
                 try:
                     eid = await self.engine.start(
-                        record.workflow,
-                        record.input,
-                        idempotency_key=f"{_OWNER}{sid}:{record.incarnation}:{fire_at}",
-                        _schedule_id=sid,
+                        record.workflow, record.input, idempotency_key=key, _schedule_id=sid
                     )
                 except (PayloadError, UnknownWorkflowError) as exc:
                     changes["last_error"] = str(exc)
@@ -770,6 +773,8 @@ class ScheduleManager:
                         "timezone= applies to cron schedules; this one runs on an interval"
                     )
                 cron = old.cron
+            if cron is not None and timezone is None:
+                timezone = old.timezone  # a new expression keeps the schedule's timezone
             cadencing = _recurring(cron, interval, timezone, now, required=False)
             if has_input:
                 definition = self.engine._resolve(old.workflow)

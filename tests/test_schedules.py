@@ -315,7 +315,7 @@ async def test_overlap_policy(
     clock = durably.Clock(start=MONDAY)
     async with make_engine(store_factory(), clock) as engine:
         await engine.ensure_schedule(slow, 0, id="busy", interval=60, overlap=overlap)
-        await trio.sleep(630)
+        await trio.sleep(625)
         started = await started_by(engine, "busy")
         assert len(started) == runs
         view = await engine.get_schedule("busy")
@@ -326,7 +326,7 @@ async def test_overlap_policy(
             ]
         else:
             active = [e for e in started if not e.status.terminal]
-            assert len(active) == 3  # 480, 540 and 600 still sleep at 630 s
+            assert len(active) == 3  # 480, 540 and 600 still sleep at 625 s
 
 
 # --- pause, resume, update, remove -----------------------------------------------------------
@@ -405,6 +405,11 @@ async def test_update_changes_cadence_and_input(
         assert (view.cron, view.timezone, view.interval) == ("0 9 * * *", "Europe/Berlin", None)
         view = await engine.update_schedule("n", timezone="America/New_York")
         assert view.next_fire_at == datetime(2026, 3, 3, 14, tzinfo=UTC)  # 09:00 EST
+        view = await engine.update_schedule("n", cron="0 10 * * *")  # keeps its timezone
+        assert (view.timezone, view.next_fire_at) == (
+            "America/New_York",
+            datetime(2026, 3, 3, 15, tzinfo=UTC),
+        )
         with pytest.raises(durably.ConfigurationError, match="not both"):
             await engine.update_schedule("n", cron="0 1 * * *", interval=5)
         with pytest.raises(durably.UnknownScheduleError):
