@@ -65,6 +65,11 @@ from ._errors import (
     WaitTimeoutError as WaitTimeoutError,
 )
 from ._retry import Retry as Retry
+from ._schedules import CatchUp as CatchUp
+from ._schedules import Overlap as Overlap
+from ._schedules import Schedule as Schedule
+from ._schedules import ScheduleStatus as ScheduleStatus
+from ._schedules import UnknownScheduleError as UnknownScheduleError
 from ._types import (
     Execution as Execution,
 )
@@ -96,6 +101,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Branch",
+    "CatchUp",
     "Clock",
     "ConfigurationError",
     "Context",
@@ -107,11 +113,14 @@ __all__ = [
     "ExecutionCancelledError",
     "ExecutionFailedError",
     "NonDeterminismError",
+    "Overlap",
     "PayloadError",
     "Received",
     "RecoveryReport",
     "Result",
     "Retry",
+    "Schedule",
+    "ScheduleStatus",
     "Signal",
     "SignalDelivery",
     "SignalOutcome",
@@ -125,6 +134,7 @@ __all__ = [
     "StoreLockedError",
     "TimedOut",
     "UnknownExecutionError",
+    "UnknownScheduleError",
     "UnknownWorkflowError",
     "WaitTimeoutError",
     "WorkflowDefinition",

@@ -16,6 +16,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -51,6 +52,7 @@ from ._errors import (
 )
 from ._events import Event, ExecutionStarted, encode
 from ._scheduler import Scheduler
+from ._schedules import CatchUp, Overlap, Schedule, ScheduleManager
 from ._types import Execution, Result, Signal, SignalDelivery, Status
 from ._types import SignalOutcome as PublicSignalOutcome
 from ._workflow import WorkflowDefinition
@@ -61,6 +63,7 @@ I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
 _MAX_ID = 200
+_UNSET: Any = object()
 
 
 @attrs.frozen
@@ -172,6 +175,7 @@ class Engine:
         self.clock.bind()
         self.committer = Committer(self.store, inline=self._commit_inline)
         self.scheduler = Scheduler(self.store, self.clock, self._on_timer)
+        self._schedules = ScheduleManager(self)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         self._nursery = nursery
@@ -179,6 +183,7 @@ class Engine:
         try:
             await nursery.start(self.committer.run)
             await nursery.start(self.scheduler.run)
+            await nursery.start(self._schedules.run)
             await nursery.start(self._host_actors)
             await self.recover()
         except BaseException as exc:
@@ -242,6 +247,7 @@ class Engine:
         input: I | None = None,
         *,
         idempotency_key: str | None = None,
+        _schedule_id: str | None = None,
     ) -> str:
         """Start an execution; return its id once the start is durable.
 
@@ -268,6 +274,7 @@ class Engine:
             created_ms=now,
             updated_ms=now,
             idempotency_key=idempotency_key,
+            schedule_id=_schedule_id,
         )
         started = encode(ExecutionStarted(at=now, workflow=definition.name, input=shaped))
         [winner] = await self.committer.commit([CreateExecution(record, [started])])
@@ -437,6 +444,107 @@ class Engine:
                 return entry
         return None
 
+    # --- schedules ---
+
+    async def schedule(
+        self,
+        workflow: WorkflowDefinition[I, O] | str,
+        input: I | None = None,
+        *,
+        at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        catch_up: CatchUp = "latest",
+        id: str | None = None,
+    ) -> str:
+        """Start ``workflow`` once, at ``at`` (an aware datetime) or after ``delay`` seconds.
+
+        Returns the **schedule id**, not an execution id: the execution does not exist
+        until the schedule fires (``get_schedule(id).executions`` then lists it).
+        """
+        self._check_running()
+        return await self._schedules.schedule(
+            workflow, input, at=at, delay=delay, catch_up=catch_up, id=id
+        )
+
+    async def ensure_schedule(
+        self,
+        workflow: WorkflowDefinition[I, O] | str,
+        input: I | None = None,
+        *,
+        id: str,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        timezone: str | None = None,
+        catch_up: CatchUp = "latest",
+        overlap: Overlap = "allow",
+    ) -> str:
+        """Create or update the recurring schedule ``id`` (cron or interval seconds).
+
+        Idempotent: the same definition again writes nothing; a new cadence, input or
+        policy updates it (a paused schedule stays paused); another workflow for the same
+        id is an error. Returns ``id``.
+        """
+        self._check_running()
+        return await self._schedules.ensure(
+            workflow,
+            input,
+            id=id,
+            cron=cron,
+            interval=interval,
+            timezone=timezone,
+            catch_up=catch_up,
+            overlap=overlap,
+        )
+
+    async def pause_schedule(self, schedule_id: str) -> None:
+        """Stop a schedule's fires, keeping the schedule (no-op if paused)."""
+        self._check_running()
+        await self._schedules.pause(schedule_id)
+
+    async def resume_schedule(self, schedule_id: str) -> None:
+        """Fire again, from the next fire time after now (missed fires are not run)."""
+        self._check_running()
+        await self._schedules.resume(schedule_id)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        """A read-only view of the schedule, with the executions it started."""
+        self._check_running()
+        return self._schedules.get(schedule_id)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by id."""
+        self._check_running()
+        return list(self._schedules.list())
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        cron: str | None = None,
+        interval: float | timedelta | None = None,
+        timezone: str | None = None,
+        input: Any = _UNSET,
+        catch_up: CatchUp | None = None,
+        overlap: Overlap | None = None,
+    ) -> Schedule:
+        """Change what is given; a new cadence fires from now. Returns the new view."""
+        self._check_running()
+        return await self._schedules.update(
+            schedule_id,
+            cron=cron,
+            interval=interval,
+            timezone=timezone,
+            input=None if input is _UNSET else input,
+            has_input=input is not _UNSET,
+            catch_up=catch_up,
+            overlap=overlap,
+        )
+
+    async def remove_schedule(self, schedule_id: str) -> None:
+        """Delete the schedule and its timer; executions it started are not touched."""
+        self._check_running()
+        await self._schedules.remove(schedule_id)
+
     # --- recovery ---
 
     async def recover(self) -> RecoveryReport:
@@ -584,6 +692,7 @@ class Engine:
 
     def _on_timer(self, timer: Timer) -> None:
         if timer.owner.startswith("schedule:"):
+            self._schedules.due(timer)
             return
         self.spawn(timer.owner)
 
