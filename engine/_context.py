@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -197,7 +197,7 @@ class Context:
         sid = self._step_id(step_id, "step", False)
         self._enter()
         try:
-            return await self._step(sid, fn, args, compensate, retry, timeout)
+            return cast(T, await self._step(sid, fn, args, compensate, retry, timeout))
         finally:
             self._busy = False
 
@@ -421,7 +421,9 @@ class Context:
         sid = self._step_id(step_id, "signal", True)
         self._enter()
         try:
-            return await self._wait_for_signal(sig, timeout, sid)
+            return cast(
+                "T | Received[T] | TimedOut", await self._wait_for_signal(sig, timeout, sid)
+            )
         finally:
             self._busy = False
 
