@@ -11,6 +11,7 @@ from ._context import Branch as Branch
 from ._context import Context as Context
 from ._context import StepInfo as StepInfo
 from ._context import current_step as current_step
+from ._engine import Client as Client
 from ._engine import Engine as Engine
 from ._engine import RecoveryReport as RecoveryReport
 from ._errors import (
@@ -102,6 +103,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Branch",
     "CatchUp",
+    "Client",
     "Clock",
     "ConfigurationError",
     "Context",

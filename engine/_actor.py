@@ -26,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from durably.stores import Append, ExecutionRecord, Op, PutExecution, RemoveTimer, Timer
+from durably.stores import (
+    Append,
+    ExecutionRecord,
+    Op,
+    PutExecution,
+    RemoveTimer,
+    TakeSignal,
+    Timer,
+)
 
 from . import _codec
 from ._context import Context, _CompensationFailure, error_info
@@ -41,6 +49,9 @@ from ._events import (
     encode,
 )
 from ._replay import Replayer
+
+#: Must equal ``_engine.CANCEL_SIGNAL`` (kept here too: _engine imports this module).
+CANCEL_SIGNAL = "durably.cancel"
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -298,16 +309,25 @@ class ExecutionActor:
         )
 
     async def _finish_cancelled(self) -> None:
+        # Consume the durable cancellation request(s) in the same transaction.
+        takes: list[Op] = [
+            TakeSignal(self.execution_id, entry.seq)
+            for entry in self.engine.store.mailbox(self.execution_id)
+            if entry.signal == CANCEL_SIGNAL
+        ]
         await self._finish(
             ExecutionCancelled(
                 at=self.engine.clock.now_ms(), reason=self.cancel_reason, by=self.cancel_by
             ),
             "cancelled",
+            ops=takes,
             reason=self.cancel_reason,
         )
 
-    async def _finish(self, event: Event, status: str, **changes: Any) -> None:
-        ops: list[Op] = []
+    async def _finish(
+        self, event: Event, status: str, *, ops: list[Op] | None = None, **changes: Any
+    ) -> None:
+        ops = list(ops or ())
         if self.record_.timer is not None:
             due, timer_id = self.record_.timer
             timer = Timer(due, self.execution_id, timer_id)

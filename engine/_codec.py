@@ -19,6 +19,8 @@ from cattrs.preconf.orjson import make_converter
 from ._errors import PayloadError
 
 converter = make_converter()
+# ``object`` in an annotation (``dict[str, object]``) means "any stored value", as Any does.
+converter.register_structure_hook(object, lambda value, _: value)
 
 #: Values of these types survive the JSON round trip unchanged (float does not: NaN).
 _STABLE = frozenset((str, int, bool, type(None)))

@@ -11,6 +11,7 @@ queue, and waiting actors are asked to park to make room (oldest first).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -36,7 +37,7 @@ from durably.stores import (
     Timer,
 )
 
-from . import _codec
+from . import _codec, _wire
 from ._actor import ExecutionActor
 from ._clock import Clock
 from ._commit import Committer
@@ -110,6 +111,8 @@ class Engine:
         clock: Clock | None = None,
         max_recovery_attempts: int = 5,
         commit_inline: Literal["auto", "always", "never"] = "auto",
+        worker: bool = True,
+        poll_interval: float = 1.0,
     ) -> None:
         if max_live_executions < 1:
             raise ConfigurationError("max_live_executions must be at least 1")
@@ -126,6 +129,14 @@ class Engine:
         self.clock = clock if clock is not None else Clock()
         self.max_recovery_attempts = max_recovery_attempts
         self._commit_inline = commit_inline
+        self.worker = worker
+        self.poll_interval = poll_interval
+        self._hint_socket: trio.socket.SocketType | None = None
+        self._hint_path: str | None = None
+        self._worker_path: str | None = None
+        self._watchers: dict[str, set[str]] = {}
+        self._hinted = trio.Event()
+        self._hint_lock = trio.Lock()
         self.live: dict[str, ExecutionActor] = {}
         self.idle: dict[str, ExecutionActor] = {}
         self._runq: dict[str, tuple[str | None, str | None] | None] = {}
@@ -171,21 +182,30 @@ class Engine:
         if self._running:
             raise DurablyError("this engine is already running; create one engine per run")
         if self._owns_store:
-            self.store = LmdbStore(self._store_arg)  # type: ignore[arg-type]
+            self.store = LmdbStore(self._store_arg, lock=self.worker)  # type: ignore[arg-type]
         self.clock.bind()
         self.committer = Committer(self.store, inline=self._commit_inline)
         self.scheduler = Scheduler(self.store, self.clock, self._on_timer)
         self._schedules = ScheduleManager(self)
+        store_path = getattr(self.store, "path", None)
+        if store_path is not None:
+            self._worker_path = _wire.worker_socket_path(store_path)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         self._nursery = nursery
         self._running = True
         try:
             await nursery.start(self.committer.run)
-            await nursery.start(self.scheduler.run)
-            await nursery.start(self._schedules.run)
-            await nursery.start(self._host_actors)
-            await self.recover()
+            if self.worker:
+                await nursery.start(self.scheduler.run)
+                await nursery.start(self._schedules.run)
+                await nursery.start(self._host_actors)
+                if self._worker_path is not None:
+                    await nursery.start(self._listen)
+                await self.recover()
+            elif self._worker_path is not None:
+                self._hint_path = _wire.client_socket_path()
+                self._hint_socket = await _wire.bind(self._hint_path)
         except BaseException as exc:
             await self._shutdown()
             try:
@@ -238,6 +258,11 @@ class Engine:
             self.committer.close()
             self._nursery.cancel_scope.cancel()
         self._running = False
+        if self._hint_socket is not None:
+            self._hint_socket.close()
+            if self._hint_path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._hint_path)
 
     # --- starting and waiting ---
 
@@ -308,10 +333,7 @@ class Engine:
                 record = self._get_record(execution_id)
                 if record.status in ("completed", "failed", "compensation_failed", "cancelled"):
                     return self._outcome(record)
-                event = self._finished_events.get(execution_id)
-                if event is None:
-                    event = self._finished_events[execution_id] = trio.Event()
-                await event.wait()
+                await self._wait_finished(execution_id)
         assert scope.cancelled_caught
         raise WaitTimeoutError(
             f"execution {execution_id} did not finish within {timeout} s; it goes on"
@@ -368,6 +390,12 @@ class Engine:
         record = self._get_record(execution_id)
         if Status(record.status).terminal:
             return
+        # The request is made durable first (in the mailbox, under a reserved name), so
+        # a worker that crashes before the actor records the cancellation still honours
+        # it on recovery, and a client's cancel reaches the worker through the store.
+        await self.committer.commit(
+            [PutSignal(execution_id, CANCEL_SIGNAL, {"reason": reason, "by": by})]
+        )
         self.spawn(execution_id, cancel=(reason, by))
         await self.wait_settled(execution_id)
 
@@ -377,9 +405,22 @@ class Engine:
             record = self._get_record(execution_id)
             if Status(record.status).terminal:
                 return
-            event = self._finished_events.get(execution_id)
-            if event is None:
-                event = self._finished_events[execution_id] = trio.Event()
+            await self._wait_finished(execution_id)
+
+    async def _wait_finished(self, execution_id: str) -> None:
+        """Return when the execution may have finished (the caller re-reads the store).
+
+        A worker is told by its own actors. A client asks the worker to tell it, and
+        re-reads the store every ``poll_interval`` in case the worker is not running.
+        """
+        event = self._finished_events.get(execution_id)
+        if event is None:
+            event = self._finished_events[execution_id] = trio.Event()
+        if self.worker:
+            await event.wait()
+            return
+        await self._hint({"op": "watch", "eid": execution_id, "reply": self._hint_path})
+        with trio.move_on_after(self.poll_interval):
             await event.wait()
 
     # --- signals ---
@@ -427,16 +468,22 @@ class Engine:
             )
         record = self.store.get_execution(execution_id)
         waiting = record is not None and record.waiting_signal == sig.name
-        actor = self.live.get(execution_id)
-        if actor is not None:
-            actor.wake_up()
-        elif waiting:
-            self.spawn(execution_id)
+        self._signalled(execution_id, sig.name, waiting)
         return PublicSignalOutcome(
             SignalDelivery.DELIVERED if waiting else SignalDelivery.BUFFERED,
             execution_id,
             sig.name,
         )
+
+    def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:
+        if not self.worker:
+            self._hint_soon({"op": "signal", "eid": execution_id, "name": name})
+            return
+        actor = self.live.get(execution_id)
+        if actor is not None:
+            actor.wake_up()
+        elif waiting:
+            self.spawn(execution_id)
 
     def first_signal(self, execution_id: str, name: str) -> MailboxEntry | None:
         for entry in self.store.mailbox(execution_id):
@@ -569,7 +616,11 @@ class Engine:
                         continue
                     if record.id in self.live:
                         continue
-                    if status in ("pending", "running"):
+                    cancel = self.first_signal(record.id, CANCEL_SIGNAL)
+                    if cancel is not None:
+                        resumed += 1
+                        self.spawn(record.id, cancel=_cancel_args(cancel.payload))
+                    elif status in ("pending", "running"):
                         resumed += 1
                         self.spawn(record.id)
                     elif (
@@ -593,6 +644,9 @@ class Engine:
         self, execution_id: str, *, cancel: tuple[str | None, str | None] | None = None
     ) -> None:
         """Make sure the execution runs: wake its live actor, or start (or queue) one."""
+        if not self.worker:
+            self._hint_soon({"op": "cancel" if cancel else "wake", "eid": execution_id})
+            return
         actor = self.live.get(execution_id)
         if actor is not None:
             if cancel is not None:
@@ -701,6 +755,85 @@ class Engine:
         event = self._finished_events.pop(execution_id, None)
         if event is not None:
             event.set()
+        for reply in self._watchers.pop(execution_id, ()):
+            self._hint_soon({"op": "done", "eid": execution_id}, reply)
+
+    # --- the local wake-up channel (see _wire.py) ---
+
+    async def _listen(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The worker's end: act on clients' hints, and poll for what a lost hint missed."""
+        assert self._worker_path is not None
+        sock = await _wire.bind(self._worker_path)
+        self._hint_socket = sock
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._poll_pending)
+                task_status.started()
+                while True:
+                    message = await _wire.receive(sock)
+                    self._hinted.set()
+                    if message is not None:
+                        self._on_hint(message)
+        finally:
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._worker_path)
+
+    def _on_hint(self, message: dict[str, Any]) -> None:
+        op, eid = message.get("op"), message.get("eid")
+        if not isinstance(eid, str):
+            return
+        try:
+            record = self.store.get_execution(eid)
+        except DurablyError:
+            return
+        if op == "watch":
+            reply = message.get("reply")
+            if isinstance(reply, str):
+                if record is None or Status(record.status).terminal:
+                    self._hint_soon({"op": "done", "eid": eid}, reply)
+                else:
+                    self._watchers.setdefault(eid, set()).add(reply)
+            return
+        if record is None or Status(record.status).terminal:
+            return
+        if op == "cancel":
+            entry = self.first_signal(eid, CANCEL_SIGNAL)
+            if entry is not None:
+                self.spawn(eid, cancel=_cancel_args(entry.payload))
+        elif op == "signal":
+            name = message.get("name")
+            self._signalled(eid, str(name), record.waiting_signal == name)
+        elif op == "wake":
+            self.spawn(eid)
+
+    async def _poll_pending(self) -> None:
+        """Fallback for hints that never arrived: start pending executions nobody runs.
+
+        Polls only while clients are active (a hint arrived since the last poll): a hint
+        is lost only when the worker's queue overflows, that is under client traffic, and
+        work written while no worker ran is found by recovery. An idle worker never polls.
+        """
+        while True:
+            await self._hinted.wait()
+            self._hinted = trio.Event()
+            await trio.sleep(self.poll_interval)
+            for record in self.store.list_executions(status="pending", limit=1000):
+                if record.id not in self.live and record.id not in self._runq:
+                    self.spawn(record.id)
+
+    def _hint_soon(self, message: dict[str, Any], to: str | None = None) -> None:
+        if self._nursery is not None and self._hint_socket is not None:
+            self._nursery.start_soon(self._hint, message, to)
+
+    async def _hint(self, message: dict[str, Any], to: str | None = None) -> None:
+        target = to if to is not None else self._worker_path
+        if self._hint_socket is None or target is None:
+            return
+        async with self._hint_lock:  # one writer per socket (trio refuses two)
+            await _wire.send(self._hint_socket, target, message)
 
     def engine_failure(self, execution_id: str, error: BaseException) -> None:
         log.error("execution %s is left for recovery: %s", execution_id, error)
@@ -728,6 +861,34 @@ class Engine:
             raise DurablyError(
                 "the engine is not running; use it inside `async with durably.Engine(...)`"
             )
+
+
+#: The reserved mailbox name under which a cancellation request is made durable.
+CANCEL_SIGNAL = "durably.cancel"
+
+
+def _cancel_args(payload: Any) -> tuple[str | None, str | None]:
+    if isinstance(payload, dict):
+        return payload.get("reason"), payload.get("by")
+    return None, None
+
+
+def Client(
+    store: Store | str | os.PathLike[str],
+    *,
+    workflows: Iterable[WorkflowDefinition[Any, Any]] = (),
+    poll_interval: float = 1.0,
+    clock: Clock | None = None,
+) -> Engine:
+    """An engine that executes nothing: it starts, signals, cancels, waits and reads.
+
+    Use it in processes beside the one worker of a store (web servers, scripts). Its
+    writes are durable at once; a hint over a local socket makes the worker act on them
+    within milliseconds, and the worker's recovery finds them if it was not running.
+    """
+    return Engine(
+        store, workflows=workflows, worker=False, poll_interval=poll_interval, clock=clock
+    )
 
 
 def _check_id(value: str, what: str) -> None:
