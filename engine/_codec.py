@@ -20,7 +20,8 @@ from ._errors import PayloadError
 
 converter = make_converter()
 # ``object`` in an annotation (``dict[str, object]``) means "any stored value", as Any does.
-converter.register_structure_hook(object, lambda value, _: value)
+# (A predicate, not a class hook: a hook for the class ``object`` would match every class.)
+converter.register_structure_hook_func(lambda tp: tp is object, lambda value, _: value)
 
 #: Values of these types survive the JSON round trip unchanged (float does not: NaN).
 _STABLE = frozenset((str, int, bool, type(None)))

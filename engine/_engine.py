@@ -149,6 +149,8 @@ class Engine:
         self._actors_scope: trio.CancelScope | None = None
         self._actors_done = trio.Event()
         self.peak_live = 0
+        #: What the recovery at start found (``None`` before start, and for clients).
+        self.last_recovery: RecoveryReport | None = None
 
     # --- registration ---
 
@@ -202,7 +204,7 @@ class Engine:
                 await nursery.start(self._host_actors)
                 if self._worker_path is not None:
                     await nursery.start(self._listen)
-                await self.recover()
+                self.last_recovery = await self.recover()
             elif self._worker_path is not None:
                 self._hint_path = _wire.client_socket_path()
                 self._hint_socket = await _wire.bind(self._hint_path)
@@ -386,6 +388,13 @@ class Engine:
         log (with ``reason`` and ``by``) before the call returns... for a live execution,
         once its actor has unwound.
         """
+        await self.request_cancel(execution_id, reason=reason, by=by)
+        await self.wait_settled(execution_id)
+
+    async def request_cancel(
+        self, execution_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> None:
+        """Make a cancellation request durable and hand it to the worker; do not wait."""
         self._check_running()
         record = self._get_record(execution_id)
         if Status(record.status).terminal:
@@ -397,7 +406,6 @@ class Engine:
             [PutSignal(execution_id, CANCEL_SIGNAL, {"reason": reason, "by": by})]
         )
         self.spawn(execution_id, cancel=(reason, by))
-        await self.wait_settled(execution_id)
 
     async def wait_settled(self, execution_id: str) -> None:
         """Wait until the execution is terminal (no result, no raise)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
@@ -87,7 +87,7 @@ class Signal(Generic[T]):
     """
 
     name: str
-    payload_type: Any = Any
+    payload_type: type[T] = attrs.field(default=cast("type[T]", Any))
 
     def __attrs_post_init__(self) -> None:
         if not self.name or "\x00" in self.name:

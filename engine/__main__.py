@@ -1,0 +1,5 @@
+"""``python -m durably``: the command line (see ``durably --help``)."""
+
+from ._cli import main
+
+main()

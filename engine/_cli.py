@@ -1,0 +1,250 @@
+"""The ``durably`` command: inspect and steer a store from a terminal or a script.
+
+Exit codes scripts can rely on: 0 success; 1 the command ran but reports a failure (e.g.
+the execution failed); 2 bad usage or bad input (unknown option, bad JSON, bad status);
+3 not found (no store at the path, unknown execution); 4 the store refused (locked by a
+worker where a worker was needed, corrupt, full).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import click
+import trio
+
+from ._engine import Client, Engine
+from ._errors import DurablyError, StoreError, UnknownExecutionError
+from ._events import decode_all
+from ._types import Execution, Status
+
+T = TypeVar("T")
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE = 1, 2, 3, 4
+
+
+class _Failed(click.ClickException):
+    exit_code = EXIT_FAILED
+
+
+class _BadUsage(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+class _NotFound(click.ClickException):
+    exit_code = EXIT_NOT_FOUND
+
+
+class _StoreRefused(click.ClickException):
+    exit_code = EXIT_STORE
+
+
+def _store_path(ctx: click.Context) -> Path:
+    store = ctx.obj.get("store")
+    if not store:
+        raise _BadUsage("no store given: pass --store PATH or set DURABLY_STORE")
+    path = Path(store)
+    if not (path / "data.mdb").exists():
+        raise _NotFound(f"no durably store at {path} (no data.mdb there)")
+    return path
+
+
+def _run(ctx: click.Context, fn: Callable[[Engine], Coroutine[Any, Any, T]]) -> T:
+    """Run ``fn`` against a client engine on the store (works beside a running worker)."""
+    path = _store_path(ctx)
+
+    async def main() -> T:
+        async with Client(path) as client:
+            return await fn(client)
+
+    try:
+        return trio.run(main)
+    except UnknownExecutionError as exc:
+        raise _NotFound(str(exc)) from None
+    except StoreError as exc:
+        raise _StoreRefused(str(exc)) from None
+    except DurablyError as exc:
+        raise _Failed(str(exc)) from None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, indent=2, sort_keys=True)
+
+
+def _row(execution: Execution) -> str:
+    created = execution.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{execution.id}  {execution.status.value:<19} {execution.workflow:<20} {created}"
+
+
+@click.group()
+@click.option(
+    "--store",
+    envvar="DURABLY_STORE",
+    type=click.Path(file_okay=False),
+    help="Path of the store (or set DURABLY_STORE).",
+)
+@click.version_option(package_name="durably")
+@click.pass_context
+def main(ctx: click.Context, store: str | None) -> None:
+    """Inspect and steer durably executions in a store."""
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+@main.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--workflow", default=None, help="Only executions of this workflow.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--after", default=None, help="Page on: list executions after this id.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@click.pass_context
+def list_cmd(
+    ctx: click.Context,
+    status: str | None,
+    workflow: str | None,
+    limit: int,
+    after: str | None,
+    as_json: bool,
+) -> None:
+    """List executions, oldest first."""
+
+    async def go(engine: Engine) -> list[Execution]:
+        return await engine.list_executions(
+            status=status, workflow=workflow, after=after, limit=limit
+        )
+
+    executions = _run(ctx, go)
+    if as_json:
+        click.echo(_json([attrs.asdict(e) for e in executions]))
+        return
+    for execution in executions:
+        click.echo(_row(execution))
+    if not executions:
+        click.echo("no executions", err=True)
+
+
+@main.command()
+@click.argument("execution_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@click.pass_context
+def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
+    """Show an execution: its record and its timeline."""
+
+    async def go(engine: Engine) -> tuple[Execution, list[Any]]:
+        execution = await engine.get_execution(execution_id)
+        return execution, decode_all(engine.store.read_events(execution_id), execution_id)
+
+    execution, events = _run(ctx, go)
+    if as_json:
+        timeline = [{"event": e.tag, **attrs.asdict(e, recurse=False)} for e in events]
+        click.echo(_json({"execution": attrs.asdict(execution), "timeline": timeline}))
+        return
+    click.echo(_row(execution))
+    for label, value in (
+        ("input", execution.input),
+        ("result", execution.result),
+        ("error", execution.error and execution.error.get("message")),
+        ("reason", execution.reason),
+        ("waiting for", execution.waiting_for),
+        ("wakes at", execution.wake_at),
+    ):
+        if value not in (None, ""):
+            click.echo(f"  {label}: {value}")
+    click.echo("timeline:")
+    for event in events:
+        from ._types import from_ms
+
+        fields = attrs.asdict(event, recurse=False)
+        at = from_ms(fields.pop("at")).strftime("%H:%M:%S.%f")[:-3]
+        detail = ", ".join(
+            f"{k}={v!r}"
+            for k, v in fields.items()
+            if v not in (None, {}, "") and k != "duration_ms"
+        )
+        click.echo(f"  {at}  {event.tag:<24} {detail}"[:160])
+
+
+@main.command()
+@click.argument("execution_id")
+@click.argument("name")
+@click.argument("payload_json", default="null")
+@click.option("--dedup-key", default=None, help="A signal with an accepted key is not resent.")
+@click.pass_context
+def signal(
+    ctx: click.Context, execution_id: str, name: str, payload_json: str, dedup_key: str | None
+) -> None:
+    """Send signal NAME with a JSON payload to an execution."""
+    try:
+        payload = json.loads(payload_json)
+    except json.JSONDecodeError as exc:
+        raise _BadUsage(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+
+    async def go(engine: Engine) -> Any:
+        return await engine.signal(execution_id, name, payload, dedup_key=dedup_key)
+
+    outcome = _run(ctx, go)
+    click.echo(f"{outcome.delivery.value}{': ' + outcome.reason if outcome.reason else ''}")
+    if not outcome.accepted:
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("execution_id")
+@click.option("--reason", default="cancelled from the command line")
+@click.option("--wait/--no-wait", default=False, help="Wait until the worker has cancelled it.")
+@click.pass_context
+def cancel(ctx: click.Context, execution_id: str, reason: str, wait: bool) -> None:
+    """Cancel an execution (durably requested; the worker carries it out)."""
+
+    async def go(engine: Engine) -> str:
+        record = await engine.get_execution(execution_id)
+        if record.status.terminal:
+            return f"already {record.status.value}"
+        if wait:
+            await engine.cancel(execution_id, reason=reason, by=_who())
+            return "cancelled"
+        await engine.request_cancel(execution_id, reason=reason, by=_who())
+        return "cancel requested"
+
+    click.echo(_run(ctx, go))
+
+
+@main.command()
+@click.pass_context
+def schedules(ctx: click.Context) -> None:
+    """List schedules."""
+
+    async def go(engine: Engine) -> list[Any]:
+        return list(await engine.list_schedules())
+
+    items = _run(ctx, go)
+    for item in items:
+        data = attrs.asdict(item) if attrs.has(type(item)) else item
+        cadence = data.get("cron") or (data.get("interval") and f"every {data['interval']} s")
+        click.echo(f"{data.get('id')}  {data.get('status')}  {data.get('workflow')}  {cadence}")
+    if not items:
+        click.echo("no schedules", err=True)
+
+
+@main.command()
+@click.option("--store", "demo_store", default=None, help="Where to keep the demo's store.")
+@click.option("--phase-one", is_flag=True, hidden=True)
+def demo(demo_store: str | None, phase_one: bool) -> None:
+    """Run a real workflow on LMDB: crash it with SIGKILL, resume it, print its history."""
+    from . import _demo
+
+    if phase_one:
+        assert demo_store is not None
+        _demo.phase_one(demo_store)
+    else:
+        _demo.run_demo(demo_store)
+
+
+def _who() -> str:
+    return f"cli:{os.environ.get('USER', 'unknown')}"
