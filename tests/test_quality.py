@@ -57,9 +57,12 @@ def test_mypy_strict(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+_SOURCES = [d for d in ("engine", "stores", "tests", "benchmarks") if (ROOT / d).is_dir()]
+
+
 def test_ruff_clean() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "engine", "stores", "tests", "benchmarks"],
+        [sys.executable, "-m", "ruff", "check", *_SOURCES],
         cwd=ROOT,
         capture_output=True,
         text=True,
