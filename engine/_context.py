@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import inspect
 import random as _random
-import time
 import traceback
 import uuid as _uuid
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -41,7 +40,10 @@ from ._events import (
     CompensationFailed,
     Emitted,
     Event,
+    ExecutionResumed,
+    ExecutionStarted,
     Noted,
+    OperatorActed,
     SignalReceived,
     SignalTimedOut,
     SignalWaiting,
@@ -107,6 +109,52 @@ def error_info(exc: BaseException) -> dict[str, Any]:
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }
+
+
+#: Timer id of an execution's workflow-level timeout in the timers index.
+TIMEOUT_TIMER = "__workflow_timeout"
+
+
+@attrs.frozen
+class HistoryFacts:
+    """What a run needs to know about operator actions in its log (read once per replay).
+
+    ``rollback_round`` counts ``retry_rollback`` actions: a compensation that failed in an
+    earlier round runs again. ``rerun_failed`` holds the steps whose last event is a
+    ``StepFailed`` recorded before the last ``ExecutionResumed``: an operator retried the
+    execution, so they run again instead of replaying their failure. ``attempt_started``
+    is when the current attempt began (start, retry or retry_rollback): the workflow
+    timeout is measured from it.
+    """
+
+    rollback_round: int = 0
+    rerun_failed: frozenset[str] = frozenset()
+    attempt_started: int | None = None
+
+
+def history_facts(events: Iterable[Event]) -> HistoryFacts:
+    rounds = 0
+    resumed_at = -1
+    started: int | None = None
+    last: dict[str, tuple[int, Event]] = {}
+    for index, event in enumerate(events):
+        step_id = getattr(event, "step_id", None)
+        if step_id is not None:
+            last[step_id] = (index, event)
+        elif isinstance(event, ExecutionResumed):
+            resumed_at = index
+            started = event.at
+        elif isinstance(event, ExecutionStarted):
+            started = event.at
+        elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
+            rounds += 1
+            started = event.at
+    rerun = frozenset(
+        sid
+        for sid, (index, event) in last.items()
+        if isinstance(event, StepFailed) and index < resumed_at
+    )
+    return HistoryFacts(rounds, rerun, started)
 
 
 class _CompensationFailure(BaseException):
@@ -197,6 +245,8 @@ class Context:
         ``durably.current_step().idempotency_key``.
         """
         sid = self._step_id(step_id, "step", False)
+        if timeout is not None and not timeout > 0:
+            raise ConfigurationError(f"step {sid!r}: timeout= must be positive seconds")
         self._enter()
         try:
             return await self._step(sid, fn, args, compensate, retry, timeout)
@@ -225,23 +275,23 @@ class Context:
                     self._compensations.append((sid, compensate, value))
                 return value
             if isinstance(last, StepFailed):
-                raise StepError(sid, last.error["type"], last.error["message"])
-            assert isinstance(last, StepRetrying)
-            attempt = last.attempt + 1
-            await self._wait_until(last.retry_at, sid, retrying=True)
+                if sid not in actor.facts.rerun_failed:
+                    raise StepError(sid, last.error["type"], last.error["message"])
+                # An operator retried the execution after this failure: run it again,
+                # with a fresh set of attempts.
+            else:
+                assert isinstance(last, StepRetrying)
+                attempt = last.attempt + 1
+                await self._wait_until(last.retry_at, sid, retrying=True)
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
         while True:
             token = _current_step.set(StepInfo(actor.execution_id, sid, attempt))
-            started = time.perf_counter()
+            started = trio.current_time()
             try:
-                if timeout is not None:
-                    with trio.fail_after(timeout):
-                        value = await _call(fn, args)
-                else:
-                    value = await _call(fn, args)
+                value = await _call_with_timeout(fn, args, timeout, sid)
             except Exception as exc:
-                duration = (time.perf_counter() - started) * 1000
+                duration = (trio.current_time() - started) * 1000
                 info = error_info(exc)
                 if policy is not None and policy.allows(exc, attempt):
                     retry_at = clock.now_ms() + int(policy.delay(attempt) * 1000)
@@ -276,7 +326,7 @@ class Context:
                 raise StepError(sid, info["type"], info["message"]) from exc
             finally:
                 _current_step.reset(token)
-            duration = (time.perf_counter() - started) * 1000
+            duration = (trio.current_time() - started) * 1000
             shaped, value = _codec.roundtrip(value, rtype, where)
             await actor.append(
                 StepCompleted(
@@ -552,6 +602,12 @@ class Context:
         ids = [b.id for b in branches] + ([default.id] if default else [])
         if len(set(ids)) != len(ids):
             raise ConfigurationError(f"switch {sid!r}: branch ids must be unique, got {ids}")
+        unmatched = [b.id for b in branches if b.match is None]
+        if unmatched:
+            raise ConfigurationError(
+                f"switch {sid!r}: branches {unmatched} have no match=; only the default "
+                "branch may go without one"
+            )
         self._enter()
         try:
             actor = self._actor
@@ -581,7 +637,7 @@ class Context:
                     f"switch {sid!r}: no branch matched {value!r} and there is no default; "
                     "add default=durably.Branch(...)"
                 )
-            started = time.perf_counter()
+            started = trio.current_time()
             result = await _call(chosen.run, (value,))
             shaped, result = _codec.roundtrip(
                 result, _codec.return_type(chosen.run), f"switch {sid!r}"
@@ -592,7 +648,7 @@ class Context:
                     step_id=sid,
                     branch_id=chosen.id,
                     result=shaped,
-                    duration_ms=(time.perf_counter() - started) * 1000,
+                    duration_ms=(trio.current_time() - started) * 1000,
                 ),
                 sid,
             )
@@ -622,7 +678,8 @@ class Context:
                     assert isinstance(last, CompensationFailed)
                     if last.round >= actor.rollback_round:
                         raise _CompensationFailure(last.error)
-                started = time.perf_counter()
+                    # An operator asked for the rollback again: this one runs again.
+                started = trio.current_time()
                 try:
                     await _call(undo, (value,))
                 except Exception as exc:
@@ -641,12 +698,24 @@ class Context:
                     CompensationCompleted(
                         at=actor.engine.clock.now_ms(),
                         step_id=sid,
-                        duration_ms=(time.perf_counter() - started) * 1000,
+                        duration_ms=(trio.current_time() - started) * 1000,
                     ),
                     sid,
                 )
         finally:
             self._busy = False
+
+
+async def _call_with_timeout(
+    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, sid: str
+) -> Any:
+    if timeout is None:
+        return await _call(fn, args)
+    with trio.move_on_after(timeout) as scope:
+        return await _call(fn, args)
+    # Only our own scope's expiry lands here; an outer cancellation propagates.
+    assert scope.cancelled_caught
+    raise TimeoutError(f"step {sid!r} timed out after {timeout} s (its body was cancelled)")
 
 
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
