@@ -92,6 +92,10 @@ class Subscription:
         """The next message; raises ``trio.EndOfChannel`` once the subscription ended."""
         return await self._receive.receive()
 
+    def receive_nowait(self) -> BusMessage:
+        """The next buffered message; raises ``trio.WouldBlock`` if there is none yet."""
+        return self._receive.receive_nowait()
+
     async def __aenter__(self) -> Subscription:
         return self
 

@@ -47,6 +47,10 @@ def load(data: Any, tp: Any, where: str) -> Any:
     """Restore a JSON-shaped value to type ``tp`` (``Any`` returns it as it is)."""
     if tp is Any or tp is None or (type(data) in _STABLE and tp in _STABLE_TYPES):
         return data
+    if tp is type(None):  # an annotation of None (get_type_hints makes it NoneType)
+        if data is None:
+            return None
+        raise PayloadError(f"{where}: expected None, got a value of type {type(data).__name__}")
     try:
         return converter.structure(data, tp)
     except Exception as exc:
