@@ -12,6 +12,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -94,15 +95,17 @@ class AuditEntry:
         }
 
 
-def _implied_status(event: Event, current: str | None) -> str | None:
-    """The status an execution is in right after ``event`` (``None``: unchanged)."""
+def _implied_status(event: Event, current: str | None, waiting: str) -> str | None:
+    """The status an execution is in right after ``event`` (``None``: unchanged).
+
+    ``waiting`` is the status its last command left it in: an execution resumed by an
+    operator while it waited (a sleep, a signal, a retry's backoff) waits there again.
+    """
     match event:
         case ExecutionStarted():
             return "pending"
-        case ExecutionResumed():
-            return "running"
-        case OperatorActed(action="retry_rollback" | "skip_step"):
-            return "running"
+        case ExecutionResumed() | OperatorActed(action="retry_rollback"):
+            return waiting
         case OperatorActed():
             return None
         case TimerStarted():
@@ -215,10 +218,16 @@ def _brief(error: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditTracker:
-    """Turns events into entries, remembering each execution's last derived status."""
+    """Turns events into entries, remembering each execution's last derived status.
 
-    def __init__(self) -> None:
-        self._status: dict[str, str | None] = {}
+    The live bus keeps one tracker for every execution it sees; it remembers at most
+    ``capacity`` of them (least recently seen dropped first). A forgotten execution's next
+    status entry has no ``previous`` status: the bus is best-effort, the log is whole.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._status: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
+        self._capacity = capacity
 
     def forget(self, execution_id: str) -> None:
         self._status.pop(execution_id, None)
@@ -227,7 +236,7 @@ class AuditTracker:
         self, execution_id: str, events: Iterable[Event], first_seq: int | None
     ) -> list[AuditEntry]:
         out: list[AuditEntry] = []
-        status = self._status.get(execution_id)
+        status, waiting = self._status.get(execution_id, (None, "running"))
         for offset, event in enumerate(events):
             seq = None if first_seq is None else first_seq + offset
             at = from_ms(event.at)
@@ -235,15 +244,17 @@ class AuditTracker:
             if not isinstance(event, ValueRecorded):
                 for kind, data in _entries_of(event):
                     out.append(AuditEntry(execution_id, seq, at, kind, step_id, data))
-            new = _implied_status(event, status)
+            new = _implied_status(event, status, waiting)
+            if step_id is not None:
+                waiting = new if new in ("sleeping", "waiting", "retrying") else "running"
             if new is not None and new != status:
                 data = _status_data(event, new, status)
                 out.append(AuditEntry(execution_id, seq, at, "status_changed", None, data))
                 status = new
-        if status in ("completed", "failed", "compensation_failed", "cancelled"):
-            self._status.pop(execution_id, None)
-        else:
-            self._status[execution_id] = status
+        self._status[execution_id] = (status, waiting)
+        self._status.move_to_end(execution_id)
+        if len(self._status) > self._capacity:
+            self._status.popitem(last=False)
         return out
 
 

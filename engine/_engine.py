@@ -273,9 +273,11 @@ class Engine:
             updated_ms=now,
             idempotency_key=idempotency_key,
         )
-        started = encode(ExecutionStarted(at=now, workflow=definition.name, input=shaped))
-        [winner] = await self.committer.commit([CreateExecution(record, [started])])
+        first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
+        [winner] = await self.committer.commit([CreateExecution(record, [encode(first)])])
         if winner == eid:
+            if self._bus is not None:
+                self._bus.publish(eid, [first], 0)
             self._replayed_here.add(eid)
             self.spawn(eid)
         return str(winner)

@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from durably.stores import (
+    AddTimer,
     Append,
     ExecutionRecord,
     Op,
@@ -206,7 +207,7 @@ class Operator:
                     OperatorActed(at=now, action="retry", by=by, reason=reason),
                     ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason),
                 ],
-                _resumed(record, now, attempt=attempt),
+                *_resumed(record, events, now, attempt=attempt),
             )
 
         return await self._act(execution_id, act)
@@ -229,7 +230,7 @@ class Operator:
             )
             return _Change(
                 [OperatorActed(at=now, action="retry_rollback", by=by, reason=reason)],
-                _resumed(record, now, attempt=record.attempt),
+                *_resumed(record, events, now, attempt=record.attempt),
             )
 
         return await self._act(execution_id, act)
@@ -330,9 +331,13 @@ class Operator:
             if record.status == "failed":
                 attempt = record.attempt + 1
                 resumed = ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason)
-                return _Change([acted, skipped, resumed], _resumed(record, now, attempt=attempt))
+                after = [*events, skipped]
+                return _Change(
+                    [acted, skipped, resumed], *_resumed(record, after, now, attempt=attempt)
+                )
             ops = self._timers(record, events, timeout=False)
-            return _Change([acted, skipped], _resumed(record, now, attempt=record.attempt), ops)
+            running, _ = _resumed(record, [skipped], now, attempt=record.attempt)
+            return _Change([acted, skipped], running, ops)
 
         return await self._act(execution_id, act)
 
@@ -419,6 +424,8 @@ class Operator:
         for op in ops:
             if isinstance(op, RemoveTimer):
                 engine.scheduler.disarm(op.timer)
+            elif isinstance(op, AddTimer):
+                engine.scheduler.arm(op.timer)
         bus = engine._bus
         if bus is not None:
             bus.publish(eid, change.events, first_seq)
@@ -479,19 +486,42 @@ def _require(record: ExecutionRecord, allowed: tuple[str, ...], action: str, why
         )
 
 
-def _resumed(record: ExecutionRecord, now: int, *, attempt: int) -> ExecutionRecord:
-    return attrs.evolve(
+def _resumed(
+    record: ExecutionRecord, events: list[Event], now: int, *, attempt: int
+) -> tuple[ExecutionRecord, list[Op]]:
+    """The record of an execution that runs again, and the ops that re-arm its wait.
+
+    An execution stopped while it waited (force-failed during a sleep, a signal wait or
+    a retry's backoff) waits there again when it resumes: its replay answers the wait
+    from the log without recording anything, so the record must say so up front (a
+    signal then wakes it; its timer is back in the index).
+    """
+    status, waiting, timer = "running", None, None
+    last = next((e for e in reversed(events) if getattr(e, "step_id", None)), None)
+    match last:
+        case SignalWaiting():
+            status, waiting = "waiting", last.signal
+            timer = None if last.deadline is None else (last.deadline, last.step_id)
+        case TimerStarted():
+            status, timer = "sleeping", (last.wake_at, last.step_id)
+        case StepRetrying():
+            status, timer = "retrying", (last.retry_at, last.step_id)
+    ops: list[Op] = []
+    if timer is not None:
+        ops.append(AddTimer(Timer(timer[0], record.id, timer[1])))
+    resumed = attrs.evolve(
         record,
-        status="running",
+        status=status,
         attempt=attempt,
         error=None,
         result=None,
         reason=None,
         recoveries=0,
-        timer=None,
-        waiting_signal=None,
+        timer=timer,
+        waiting_signal=waiting,
         updated_ms=now,
     )
+    return resumed, ops
 
 
 def _ended(

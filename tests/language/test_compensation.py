@@ -14,6 +14,8 @@ log: list[str] = []
 failing: set[str] = set()
 #: Compensations named here block until the engine stops (a crash mid-rollback).
 blocking: set[str] = set()
+#: Set when a blocking compensation has started.
+started: dict[str, trio.Event] = {}
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +23,7 @@ def _reset() -> None:
     log.clear()
     failing.clear()
     blocking.clear()
+    started.clear()
 
 
 async def book(what: str) -> str:
@@ -32,6 +35,7 @@ def undo(name: str) -> Any:
     async def compensate(booking: str) -> None:
         if name in blocking:
             log.append(f"undo-started:{booking}")
+            started.setdefault(name, trio.Event()).set()
             await trio.sleep_forever()
         if name in failing:
             log.append(f"undo-failed:{booking}")
@@ -80,10 +84,10 @@ async def test_a_restart_mid_rollback_does_not_repeat_finished_compensations(
     autojump_clock: Any, store_factory: Any, clock: durably.Clock
 ) -> None:
     blocking.add("hotel")
+    hotel_undo = started["hotel"] = trio.Event()
     async with durably.Engine(store_factory(), workflows=[trip], clock=clock) as engine:
         eid = await engine.start(trip, 10)
-        while "undo-started:booking-hotel" not in log:
-            await trio.sleep(0.01)
+        await hotel_undo.wait()
     # The engine stopped while the hotel's compensation ran: it was not recorded.
     assert log[-2:] == ["undo:booking-car", "undo-started:booking-hotel"]
     blocking.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ async def retrying(ctx: durably.Context, succeed_on: int) -> int:
 
 
 def gaps() -> list[float]:
-    return [round(b - a, 3) for a, b in zip(attempts, attempts[1:], strict=False)]
+    return [round(b - a, 3) for a, b in itertools.pairwise(attempts)]
 
 
 async def test_backoff_runs_in_virtual_time(
@@ -67,13 +68,11 @@ async def test_exhausted_retries_fail_the_step(
 
 
 async def test_a_retry_waiting_for_its_delay_survives_a_restart(
-    autojump_clock: Any, store_factory: Any, clock: durably.Clock
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock, settle: Any
 ) -> None:
     async with durably.Engine(store_factory(), workflows=[retrying], clock=clock) as engine:
         eid = await engine.start(retrying, 2)
-        while len(attempts) < 1 or (await engine.get_execution(eid)).status != "retrying":
-            await trio.sleep(0.001)
-        execution = await engine.get_execution(eid)
+        execution = await settle(engine, eid, "retrying")
         assert execution.wake_at is not None
     stopped_at = trio.current_time()
     store: Store = store_factory()
@@ -189,13 +188,11 @@ async def test_workflow_timeout_fails_a_live_execution(
 
 
 async def test_workflow_timeout_fails_a_parked_execution_after_a_restart(
-    autojump_clock: Any, store_factory: Any, clock: durably.Clock
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock, settle: Any
 ) -> None:
     async with durably.Engine(store_factory(), workflows=[deadline], clock=clock) as engine:
         eid = await engine.start(deadline, "sleep")
-        while (await engine.get_execution(eid)).status != "sleeping":
-            await trio.sleep(0.001)
-        started = (await engine.get_execution(eid)).created_at
+        started = (await settle(engine, eid, "sleeping")).created_at
     await trio.sleep(30)  # no engine runs: the deadline passes while parked
     async with durably.Engine(store_factory(), workflows=[deadline], clock=clock) as engine:
         with pytest.raises(durably.ExecutionFailedError, match="timed out"):

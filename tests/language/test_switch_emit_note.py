@@ -70,23 +70,23 @@ async def no_default(ctx: durably.Context, value: int) -> str:
     return result
 
 
-async def wait_status(engine: durably.Engine, eid: str, status: durably.Status) -> None:
-    while (await engine.get_execution(eid)).status is not status:
-        await trio.sleep(0.01)
-
-
 @pytest.mark.parametrize(
     ("value", "branch", "expected"),
     [(500, "big", "big:500"), (3, "small", "small:3"), (50, "manual", "manual:50")],
 )
 async def test_switch_records_branch_and_replays_without_matchers(
-    autojump_clock: Any, store_factory: Any, clock: durably.Clock, value: int, branch: str,
+    autojump_clock: Any,
+    store_factory: Any,
+    clock: durably.Clock,
+    settle: Any,
+    value: int,
+    branch: str,
     expected: str,
 ) -> None:
     async with durably.Engine(store_factory(), workflows=[route], clock=clock) as engine:
         async with engine.subscribe(events=["routed"]) as sub:
             eid = await engine.start(route, value)
-            await wait_status(engine, eid, durably.Status.WAITING)
+            await settle(engine, eid, "waiting")
             with trio.fail_after(1):
                 emission = await sub.receive()
         assert isinstance(emission, durably.Emission)
@@ -121,11 +121,11 @@ async def test_switch_records_branch_and_replays_without_matchers(
 
 
 async def test_recorded_values_are_identical_on_replay(
-    autojump_clock: Any, store_factory: Any, clock: durably.Clock
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock, settle: Any
 ) -> None:
     async with durably.Engine(store_factory(), workflows=[route], clock=clock) as engine:
         eid = await engine.start(route, 3)
-        await wait_status(engine, eid, durably.Status.WAITING)
+        await settle(engine, eid, "waiting")
     store = store_factory()
     values = [e for e in decode_all(store.read_events(eid)) if e.tag == "value"]
     assert [v.kind for v in values] == ["now", "random", "uuid"]  # type: ignore[attr-defined]
@@ -158,7 +158,9 @@ async def test_switch_checks_its_branches(
     async def bad(ctx: durably.Context, which: str) -> None:
         if which == "dup":
             await ctx.switch(
-                "s", 1, [durably.Branch("a", match=is_big, run=run_big)],
+                "s",
+                1,
+                [durably.Branch("a", match=is_big, run=run_big)],
                 default=durably.Branch("a", run=run_big),
             )
         else:
