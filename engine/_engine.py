@@ -416,9 +416,11 @@ class Engine:
     ) -> FlowShape:
         """The workflow's shape (its durable calls), recorded without running any step.
 
-        Without ``input`` the workflow's ``defaults`` are used.
+        Without ``input`` the workflow's ``defaults`` are used. A definition need not be
+        registered; a name must be.
         """
-        return await describe(self._resolve(workflow), input)
+        definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        return await describe(definition or self._resolve(workflow), input)
 
     @property
     def operator(self) -> Operator:

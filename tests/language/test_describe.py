@@ -147,6 +147,8 @@ async def test_describe_stops_where_code_needs_a_step_result(
         shape = await engine.describe(needs)
         with pytest.raises(durably.UnknownWorkflowError):
             await engine.describe("nope")
+        unregistered = await engine.describe(order)  # a definition needs no registration
+        assert len(unregistered.nodes) == len(EXPECTED_NODES)
     assert [n.step_id for n in shape.nodes] == ["reserve"]
     assert shape.stopped is not None and "AttributeError" in shape.stopped
     assert shape.to_mermaid().endswith("n1 --> stopped\n")
