@@ -187,6 +187,23 @@ class ExecutionActor:
             self.replayer.record(step_id, event)
         self.engine.published(self.execution_id, events)
 
+    async def put_record(self, ops: list[Op], **changes: Any) -> None:
+        """Durably change the record (with what is staged) where no event is due.
+
+        Used when a replay reaches a wait that an operator's resume left the record
+        unaware of: the record must say what the execution waits for, and its timers
+        must be in the index, before it waits.
+        """
+        changes = {**self._staged_changes, **changes}
+        record = attrs.evolve(self.record_, updated_ms=self.engine.clock.now_ms(), **changes)
+        try:
+            await self.engine.committer.commit([PutExecution(record), *self._staged_ops, *ops])
+        except DurablyError as exc:
+            raise _EngineFailure(exc) from exc
+        self.record_ = record
+        self._staged_ops = []
+        self._staged_changes = {}
+
     # --- waiting ---
 
     async def wait_wake(self, timer: Timer | None) -> None:

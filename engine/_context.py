@@ -282,6 +282,7 @@ class Context:
             else:
                 assert isinstance(last, StepRetrying)
                 attempt = last.attempt + 1
+                await self._resume_wait("retrying", None, (last.retry_at, sid))
                 await self._wait_until(last.retry_at, sid, retrying=True)
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
@@ -405,6 +406,7 @@ class Context:
                 started = recorded[0]
                 assert isinstance(started, TimerStarted)
                 wake_at = started.wake_at
+                await self._resume_wait("sleeping", None, (wake_at, sid))
             else:
                 now = actor.engine.clock.now_ms()
                 if until is not None:
@@ -422,6 +424,28 @@ class Context:
             await self._wait_until(wake_at, sid, retrying=False)
         finally:
             self._busy = False
+
+    async def _resume_wait(
+        self, status: str, waiting_signal: str | None, timer: tuple[int, str] | None
+    ) -> None:
+        """A replay reached a recorded wait: make sure the record says so.
+
+        It does after a crash or a park (the wait's first run wrote it). After an
+        operator's retry it does not (the record says ``running``, the timer was
+        removed): without this, a parked execution would miss its signal.
+        """
+        actor = self._actor
+        record = actor.record
+        if (record.status, record.waiting_signal, record.timer) == (
+            status,
+            waiting_signal,
+            timer,
+        ):
+            return
+        ops: list[Any] = []
+        if timer is not None:
+            ops.append(AddTimer(Timer(timer[0], actor.execution_id, timer[1])))
+        await actor.put_record(ops, status=status, waiting_signal=waiting_signal, timer=timer)
 
     async def _wait_until(self, wake_at: int, sid: str, *, retrying: bool) -> None:
         """Wait (live or parked) until ``wake_at``, then record that the timer fired."""
@@ -499,6 +523,9 @@ class Context:
                     attempted=sig.name,
                 )
             deadline = waiting.deadline
+            await self._resume_wait(
+                "waiting", sig.name, None if deadline is None else (deadline, sid)
+            )
         else:
             now = actor.engine.clock.now_ms()
             deadline = None if timeout is None else now + int(timeout * 1000)

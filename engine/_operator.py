@@ -207,7 +207,7 @@ class Operator:
                     OperatorActed(at=now, action="retry", by=by, reason=reason),
                     ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason),
                 ],
-                *_resumed(record, events, now, attempt=attempt),
+                *self._resumed(record, events, now, attempt=attempt),
             )
 
         return await self._act(execution_id, act)
@@ -230,7 +230,7 @@ class Operator:
             )
             return _Change(
                 [OperatorActed(at=now, action="retry_rollback", by=by, reason=reason)],
-                *_resumed(record, events, now, attempt=record.attempt),
+                *self._resumed(record, events, now, attempt=record.attempt),
             )
 
         return await self._act(execution_id, act)
@@ -333,10 +333,10 @@ class Operator:
                 resumed = ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason)
                 after = [*events, skipped]
                 return _Change(
-                    [acted, skipped, resumed], *_resumed(record, after, now, attempt=attempt)
+                    [acted, skipped, resumed], *self._resumed(record, after, now, attempt=attempt)
                 )
             ops = self._timers(record, events, timeout=False)
-            running, _ = _resumed(record, [skipped], now, attempt=record.attempt)
+            running, _ = _resumed(record, [skipped], now, attempt=record.attempt, restore=False)
             return _Change([acted, skipped], running, ops)
 
         return await self._act(execution_id, act)
@@ -383,6 +383,19 @@ class Operator:
                     if t.owner == record.id and t.timer_id == TIMEOUT_TIMER
                 )
         return [RemoveTimer(t) for t in timers]
+
+    def _resumed(
+        self, record: ExecutionRecord, events: list[Event], now: int, *, attempt: int
+    ) -> tuple[ExecutionRecord, list[Op]]:
+        """A resumed record; with an engine, its wait and its new workflow timeout armed."""
+        engine = self._engine
+        resumed, ops = _resumed(record, events, now, attempt=attempt, restore=engine is not None)
+        definition = None if engine is None else engine._definitions.get(record.workflow)
+        if definition is not None and definition.timeout is not None:
+            # The attempt starts now: the same deadline the actor computes from the log.
+            due = now + int(definition.timeout * 1000)
+            ops.append(AddTimer(Timer(due, record.id, TIMEOUT_TIMER)))
+        return resumed, ops
 
     async def _act(
         self,
@@ -487,25 +500,32 @@ def _require(record: ExecutionRecord, allowed: tuple[str, ...], action: str, why
 
 
 def _resumed(
-    record: ExecutionRecord, events: list[Event], now: int, *, attempt: int
+    record: ExecutionRecord,
+    events: list[Event],
+    now: int,
+    *,
+    attempt: int,
+    restore: bool,
 ) -> tuple[ExecutionRecord, list[Op]]:
     """The record of an execution that runs again, and the ops that re-arm its wait.
 
-    An execution stopped while it waited (force-failed during a sleep, a signal wait or
-    a retry's backoff) waits there again when it resumes: its replay answers the wait
-    from the log without recording anything, so the record must say so up front (a
-    signal then wakes it; its timer is back in the index).
+    With ``restore``, an execution stopped while it waited (force-failed during a sleep,
+    a signal wait or a retry's backoff) is recorded as waiting there again, with its
+    timer back in the index: it stays parked until its signal or timer wakes it, as it
+    was. Without (no engine at hand), it is left ``running``: an engine's recovery
+    replays it, and the replay restores the wait in the record itself.
     """
     status, waiting, timer = "running", None, None
     last = next((e for e in reversed(events) if getattr(e, "step_id", None)), None)
-    match last:
-        case SignalWaiting():
-            status, waiting = "waiting", last.signal
-            timer = None if last.deadline is None else (last.deadline, last.step_id)
-        case TimerStarted():
-            status, timer = "sleeping", (last.wake_at, last.step_id)
-        case StepRetrying():
-            status, timer = "retrying", (last.retry_at, last.step_id)
+    if restore:
+        match last:
+            case SignalWaiting():
+                status, waiting = "waiting", last.signal
+                timer = None if last.deadline is None else (last.deadline, last.step_id)
+            case TimerStarted():
+                status, timer = "sleeping", (last.wake_at, last.step_id)
+            case StepRetrying():
+                status, timer = "retrying", (last.retry_at, last.step_id)
     ops: list[Op] = []
     if timer is not None:
         ops.append(AddTimer(Timer(timer[0], record.id, timer[1])))

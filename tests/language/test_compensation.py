@@ -24,10 +24,17 @@ def _reset() -> None:
     failing.clear()
     blocking.clear()
     started.clear()
+    unbookable.clear()
+
+
+#: Bookings named here fail (without retries).
+unbookable: set[str] = set()
 
 
 async def book(what: str) -> str:
     log.append(f"do:{what}")
+    if what in unbookable:
+        raise LookupError(f"no {what} available")
     return f"booking-{what}"
 
 
@@ -147,3 +154,33 @@ async def test_retry_rollback_needs_a_failed_compensation(
         with pytest.raises(durably.OperatorError, match="is completed"):
             await engine.operator.retry_rollback(result.execution_id)
         assert len(engine.store.read_events(result.execution_id)) == before
+
+
+@durably.workflow("trip-no-catch")
+async def trip_no_catch(ctx: durably.Context, amount: int) -> str:
+    for what in ("flight", "hotel"):
+        await ctx.step(what, book, what, compensate=undo(what))
+    try:
+        await ctx.step("charge", charge, amount)
+    except durably.StepError:
+        await ctx.rollback()
+        return "rolled back"
+    return "booked"
+
+
+async def test_a_skipped_step_is_compensated_with_the_operators_result(
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock
+) -> None:
+    unbookable.add("hotel")
+    async with durably.Engine(store_factory(), workflows=[trip_no_catch], clock=clock) as engine:
+        eid = await engine.start(trip_no_catch, 10)
+        with pytest.raises(durably.ExecutionFailedError, match="no hotel available"):
+            await engine.wait(eid)
+        await engine.operator.skip_step(eid, "hotel", "phoned-hotel", by="ops")
+        assert await engine.wait(eid) == "rolled back"
+    assert log == [
+        "do:flight",
+        "do:hotel",
+        "undo:phoned-hotel",
+        "undo:booking-flight",
+    ]

@@ -213,3 +213,21 @@ async def test_workflow_timeout_fails_an_execution_parked_for_room(
         for eid in (first, second):
             with pytest.raises(durably.ExecutionFailedError, match="timed out"):
                 await engine.wait(eid)
+
+
+async def test_a_retry_starts_the_workflow_timeout_over(
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock
+) -> None:
+    async with durably.Engine(store_factory(), workflows=[deadline], clock=clock) as engine:
+        eid = await engine.start(deadline, "signal")
+        with pytest.raises(durably.ExecutionFailedError, match="timed out"):
+            await engine.wait(eid)
+        await trio.sleep(500)
+        retried_at = trio.current_time()
+        await engine.operator.retry(eid, by="ops")
+        with pytest.raises(durably.ExecutionFailedError, match="timed out"):
+            await engine.wait(eid)
+        assert trio.current_time() - retried_at == pytest.approx(60, abs=0.01)
+        await engine.operator.retry(eid, by="ops")
+        await engine.signal(eid, "never")
+        assert await engine.wait(eid) == "finished"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import durably
 from durably._events import decode_all
@@ -338,3 +339,47 @@ async def test_every_action_is_in_the_log_the_audit_and_on_the_bus(
     # Published live as appended: the bus saw the same entries as the trails.
     for eid in (a, b):
         assert [e for e in live if e.execution_id == eid] == trails[eid]
+
+
+async def test_operator_needs_a_running_engine_for_actions(
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock
+) -> None:
+    store = store_factory()
+    engine = durably.Engine(store, workflows=[job], clock=clock)
+    async with engine:
+        eid = (await engine.start_and_wait(job, "plain")).execution_id
+    # Reading works on the engine's store; acting needs the engine that owns the actors.
+    assert (await engine.operator.get_execution(eid)).status is durably.Status.COMPLETED
+    with pytest.raises(durably.DurablyError, match="engine is not running"):
+        await engine.operator.cancel(eid)
+
+
+@pytest.mark.parametrize("mode", ["signal", "sleep"])
+async def test_bare_store_repair_of_a_waiting_execution(
+    autojump_clock: Any, store_factory: Any, clock: durably.Clock, settle: Any, mode: str
+) -> None:
+    async with durably.Engine(store_factory(), workflows=[job], clock=clock) as engine:
+        eid = await engine.start(job, mode)
+        await settle(engine, eid, "waiting", "sleeping")
+    store: Store = store_factory()
+    op = durably.Operator(store)
+    await op.force_fail(eid, "stuck", by="cli")
+    assert store.due_timers(2**63 - 1) == []
+    await op.retry(eid, by="cli")
+    assert (await op.get_execution(eid)).status is durably.Status.RUNNING
+    scheduled = [e for e in await op.audit(eid) if e.kind == "sleep_scheduled"]
+    async with durably.Engine(store_factory(), workflows=[job], clock=clock) as engine:
+        if mode == "signal":
+            # Its replay reaches the wait and records it again (no event: nothing new
+            # happened), so a signal finds it waiting even if it gets parked.
+            await trio.testing.wait_all_tasks_blocked()
+            execution = await engine.get_execution(eid)
+            assert (execution.status, execution.waiting_for) == ("waiting", "go")
+            await engine.signal(eid, "go")
+        assert (await engine.wait(eid))["second"] == "second-done"
+        trail = await engine.audit(eid)
+    assert actions(trail) == [("force_fail", "cli", "stuck"), ("retry", "cli", None)]
+    assert ran == ["first", "second"]
+    if mode == "sleep":  # the sleep kept its recorded wake-up time
+        fired = next(e for e in trail if e.kind == "sleep_completed")
+        assert fired.at.isoformat() == scheduled[0].data["wake_at"]
