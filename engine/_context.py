@@ -8,6 +8,11 @@ signals, retry backoff) record their deadline first, so a replay never recompute
 Rules: durable calls of one execution run one at a time (the recorded order is the
 contract); a step body's exceptions become ``StepError`` on the first run as on replay;
 nothing here reads the wall clock or randomness except through recorded values.
+
+Operator actions change how some records replay (``HistoryFacts``): a failure recorded
+before an operator's retry runs again, a compensation that failed before a
+``retry_rollback`` runs again, and a wait reached on replay after a retry records its
+status again (the operator's resume left the record ``running``).
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ class Engine:
                 await self._actors_done.wait()
             self.committer.close()
             if self._bus is not None:
-                self._bus.close()
+                self._bus.close()  # subscriptions end instead of waiting forever
             self._nursery.cancel_scope.cancel()
         self._running = False
 

@@ -190,5 +190,7 @@ async def test_bus_is_bounded_and_counts_what_it_drops(
         with pytest.raises(durably.ConfigurationError):
             engine.subscribe(buffer=0)
         late = engine.subscribe()
-    # The engine stopped: a subscription still open ends instead of hanging.
+    # The engine stopped: a subscription still open ends instead of hanging, and so
+    # does one made afterwards.
     assert [m async for m in late] == []
+    assert [m async for m in engine.subscribe()] == []
