@@ -6,11 +6,17 @@ answered by the log, until it reaches new work.
 """
 
 from . import _codec as codec
+from ._audit import KINDS as AUDIT_KINDS
+from ._audit import AuditEntry as AuditEntry
+from ._bus import Emission as Emission
+from ._bus import Subscription as Subscription
 from ._clock import Clock as Clock
 from ._context import Branch as Branch
 from ._context import Context as Context
 from ._context import StepInfo as StepInfo
 from ._context import current_step as current_step
+from ._describe import FlowNode as FlowNode
+from ._describe import FlowShape as FlowShape
 from ._engine import Client as Client
 from ._engine import Engine as Engine
 from ._engine import RecoveryReport as RecoveryReport
@@ -34,6 +40,9 @@ from ._errors import (
 )
 from ._errors import (
     NonDeterminismError as NonDeterminismError,
+)
+from ._errors import (
+    OperatorError as OperatorError,
 )
 from ._errors import (
     PayloadError as PayloadError,
@@ -65,6 +74,13 @@ from ._errors import (
 from ._errors import (
     WaitTimeoutError as WaitTimeoutError,
 )
+from ._errors import (
+    WorkflowTimeoutError as WorkflowTimeoutError,
+)
+from ._operator import ExecutionDetail as ExecutionDetail
+from ._operator import ExecutionPage as ExecutionPage
+from ._operator import Operator as Operator
+from ._operator import StepView as StepView
 from ._retry import Retry as Retry
 from ._schedules import CatchUp as CatchUp
 from ._schedules import Overlap as Overlap
@@ -101,6 +117,8 @@ from ._workflow import workflow as workflow
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUDIT_KINDS",
+    "AuditEntry",
     "Branch",
     "CatchUp",
     "Client",
@@ -110,11 +128,18 @@ __all__ = [
     "CorruptRecordError",
     "DuplicateStepError",
     "DurablyError",
+    "Emission",
     "Engine",
     "Execution",
     "ExecutionCancelledError",
+    "ExecutionDetail",
     "ExecutionFailedError",
+    "ExecutionPage",
+    "FlowNode",
+    "FlowShape",
     "NonDeterminismError",
+    "Operator",
+    "OperatorError",
     "Overlap",
     "PayloadError",
     "Received",
@@ -130,16 +155,19 @@ __all__ = [
     "Status",
     "StepError",
     "StepInfo",
+    "StepView",
     "StoreClosedError",
     "StoreError",
     "StoreFullError",
     "StoreLockedError",
+    "Subscription",
     "TimedOut",
     "UnknownExecutionError",
     "UnknownScheduleError",
     "UnknownWorkflowError",
     "WaitTimeoutError",
     "WorkflowDefinition",
+    "WorkflowTimeoutError",
     "codec",
     "current_step",
     "workflow",

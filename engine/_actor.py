@@ -27,6 +27,7 @@ import attrs
 import trio
 
 from durably.stores import (
+    AddTimer,
     Append,
     ExecutionRecord,
     Op,
@@ -37,14 +38,26 @@ from durably.stores import (
 )
 
 from . import _codec
-from ._context import Context, _CompensationFailure, error_info
-from ._errors import CorruptRecordError, DurablyError, NonDeterminismError, PayloadError
+from ._context import (
+    TIMEOUT_TIMER,
+    Context,
+    HistoryFacts,
+    _CompensationFailure,
+    error_info,
+    history_facts,
+)
+from ._errors import (
+    CorruptRecordError,
+    DurablyError,
+    NonDeterminismError,
+    PayloadError,
+    WorkflowTimeoutError,
+)
 from ._events import (
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
-    OperatorActed,
     decode_all,
     encode,
 )
@@ -85,6 +98,8 @@ class ExecutionActor:
         "definition",
         "engine",
         "execution_id",
+        "exited",
+        "facts",
         "park_requested",
         "parked",
         "record_",
@@ -92,6 +107,7 @@ class ExecutionActor:
         "rollback_round",
         "scope",
         "seq",
+        "timeout_timer",
         "wake",
         "woken",
     )
@@ -114,8 +130,12 @@ class ExecutionActor:
         self.parked = False
         self.cancel_reason: str | None = None
         self.cancel_by: str | None = None
-        self.scope: trio.CancelScope | None = None
+        # Made up front so that the engine can interrupt an actor that has not entered it.
+        self.scope: trio.CancelScope | None = trio.CancelScope()
+        self.exited = trio.Event()
         self.rollback_round = 0
+        self.facts = HistoryFacts()
+        self.timeout_timer: Timer | None = None
         self._staged_events: list[Event] = []
         self._staged_ops: list[Op] = []
         self._staged_changes: dict[str, Any] = {}
@@ -187,6 +207,23 @@ class ExecutionActor:
                 raise _EngineFailure(exc) from exc
             self.record_ = record
 
+    async def put_record(self, ops: list[Op], **changes: Any) -> None:
+        """Durably change the record (with what is staged) where no event is due.
+
+        Used when a replay reaches a wait that an operator's resume left the record
+        unaware of: the record must say what the execution waits for, and its timers
+        must be in the index, before it waits.
+        """
+        changes = {**self._staged_changes, **changes}
+        record = attrs.evolve(self.record_, updated_ms=self.engine.clock.now_ms(), **changes)
+        try:
+            await self.engine.committer.commit([PutExecution(record), *self._staged_ops, *ops])
+        except DurablyError as exc:
+            raise _EngineFailure(exc) from exc
+        self.record_ = record
+        self._staged_ops = []
+        self._staged_changes = {}
+
     # --- waiting ---
 
     def wake_up(self) -> None:
@@ -227,7 +264,8 @@ class ExecutionActor:
     async def run(self) -> None:
         engine = self.engine
         try:
-            with trio.CancelScope() as self.scope:
+            assert self.scope is not None
+            with self.scope:
                 await self._run()
             if self.scope.cancelled_caught and self.cancel_reason is not None:
                 await self._finish_cancelled()
@@ -249,11 +287,31 @@ class ExecutionActor:
         finally:
             engine.actor_exited(self)
 
+    def _timeout_deadline(self, events: list[Event]) -> float:
+        """The trio deadline of the workflow's timeout (``inf`` without one).
+
+        The timeout's timer goes into the timers index too, so that an execution parked
+        past its deadline is woken to fail.
+        """
+        self.facts = history_facts(events)
+        self.rollback_round = self.facts.rollback_round
+        timeout = self.definition.timeout
+        if timeout is None:
+            return float("inf")
+        started = self.facts.attempt_started or self.record_.created_ms
+        self.timeout_timer = Timer(started + int(timeout * 1000), self.execution_id, TIMEOUT_TIMER)
+        return self.engine.clock.deadline(self.timeout_timer.due_ms)
+
     async def _run(self) -> None:
         engine = self.engine
         eid = self.execution_id
         if self.cancel_reason is not None:
-            self.seq = len(engine.store.read_events(eid))
+            raws = engine.store.read_events(eid)
+            self.seq = len(raws)
+            try:
+                self._timeout_deadline(decode_all(raws, eid))  # so that _finish removes it
+            except CorruptRecordError:
+                pass
             await self._finish_cancelled()
             return
         try:
@@ -263,18 +321,29 @@ class ExecutionActor:
             return
         self.seq = len(events)
         self.replayer = Replayer(events, eid)
-        self.rollback_round = sum(
-            1 for e in events if isinstance(e, OperatorActed) and e.action == "retry_rollback"
-        )
+        definition = self.definition
+        deadline = self._timeout_deadline(events)
+        if self.timeout_timer is not None:
+            self._staged_ops.append(AddTimer(self.timeout_timer))  # idempotent
+            engine.scheduler.arm(self.timeout_timer)
         if self.record_.status == "pending":
             self._staged_changes["status"] = "running"
         ctx = Context(self)
-        definition = self.definition
         try:
             data = _codec.load(
                 self.record_.input, definition.input_type, f"input of execution {eid}"
             )
-            result = await definition.fn(ctx, data)
+            timed_out = trio.current_time() >= deadline
+            if not timed_out:
+                with trio.move_on_at(deadline) as timeout_scope:
+                    result = await definition.fn(ctx, data)
+                timed_out = timeout_scope.cancelled_caught
+            if timed_out:
+                raise WorkflowTimeoutError(
+                    f"execution {eid} timed out: workflow {definition.name!r} allows "
+                    f"{definition.timeout} s from its start (or its last operator retry); "
+                    "raise the workflow's timeout= or retry the execution"
+                )
             self.replayer.finish()
             shaped = _codec.shape(result, f"result of workflow {definition.name!r}")
         except (_Suspend, _EngineFailure, trio.Cancelled):
@@ -333,6 +402,9 @@ class ExecutionActor:
             timer = Timer(due, self.execution_id, timer_id)
             ops.append(RemoveTimer(timer))
             self.engine.scheduler.disarm(timer)
+        if self.timeout_timer is not None:
+            ops.append(RemoveTimer(self.timeout_timer))
+            self.engine.scheduler.disarm(self.timeout_timer)
         with trio.CancelScope(shield=True):
             await self.append(
                 event, None, ops, status=status, timer=None, waiting_signal=None, **changes

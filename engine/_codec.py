@@ -50,7 +50,7 @@ def load(data: Any, tp: Any, where: str) -> Any:
     """Restore a JSON-shaped value to type ``tp`` (``Any`` returns it as it is)."""
     if tp is Any or (type(data) in _STABLE and tp in _STABLE_TYPES):
         return data
-    if tp is None or tp is type(None):
+    if tp is None or tp is type(None):  # get_type_hints turns a None annotation to NoneType
         if data is None:
             return None
         raise PayloadError(f"{where}: expected None, got a value of type {type(data).__name__}")

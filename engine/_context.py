@@ -8,17 +8,21 @@ signals, retry backoff) record their deadline first, so a replay never recompute
 Rules: durable calls of one execution run one at a time (the recorded order is the
 contract); a step body's exceptions become ``StepError`` on the first run as on replay;
 nothing here reads the wall clock or randomness except through recorded values.
+
+Operator actions change how some records replay (``HistoryFacts``): a failure recorded
+before an operator's retry runs again, a compensation that failed before a
+``retry_rollback`` runs again, and a wait reached on replay after a retry records its
+status again (the operator's resume left the record ``running``).
 """
 
 from __future__ import annotations
 
 import inspect
 import random as _random
-import time
 import traceback
 import uuid as _uuid
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
@@ -42,7 +46,10 @@ from ._events import (
     CompensationFailed,
     Emitted,
     Event,
+    ExecutionResumed,
+    ExecutionStarted,
     Noted,
+    OperatorActed,
     SignalReceived,
     SignalTimedOut,
     SignalWaiting,
@@ -105,6 +112,52 @@ def error_info(exc: BaseException) -> dict[str, Any]:
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }
+
+
+#: Timer id of an execution's workflow-level timeout in the timers index.
+TIMEOUT_TIMER = "__workflow_timeout"
+
+
+@attrs.frozen
+class HistoryFacts:
+    """What a run needs to know about operator actions in its log (read once per replay).
+
+    ``rollback_round`` counts ``retry_rollback`` actions: a compensation that failed in an
+    earlier round runs again. ``rerun_failed`` holds the steps whose last event is a
+    ``StepFailed`` recorded before the last ``ExecutionResumed``: an operator retried the
+    execution, so they run again instead of replaying their failure. ``attempt_started``
+    is when the current attempt began (start, retry or retry_rollback): the workflow
+    timeout is measured from it.
+    """
+
+    rollback_round: int = 0
+    rerun_failed: frozenset[str] = frozenset()
+    attempt_started: int | None = None
+
+
+def history_facts(events: Iterable[Event]) -> HistoryFacts:
+    rounds = 0
+    resumed_at = -1
+    started: int | None = None
+    last: dict[str, tuple[int, Event]] = {}
+    for index, event in enumerate(events):
+        step_id = getattr(event, "step_id", None)
+        if step_id is not None:
+            last[step_id] = (index, event)
+        elif isinstance(event, ExecutionResumed):
+            resumed_at = index
+            started = event.at
+        elif isinstance(event, ExecutionStarted):
+            started = event.at
+        elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
+            rounds += 1
+            started = event.at
+    rerun = frozenset(
+        sid
+        for sid, (index, event) in last.items()
+        if isinstance(event, StepFailed) and index < resumed_at
+    )
+    return HistoryFacts(rounds, rerun, started)
 
 
 class _CompensationFailure(BaseException):
@@ -195,6 +248,8 @@ class Context:
         ``durably.current_step().idempotency_key``.
         """
         sid = self._step_id(step_id, "step", False)
+        if timeout is not None and not timeout > 0:
+            raise ConfigurationError(f"step {sid!r}: timeout= must be positive seconds")
         self._enter()
         try:
             return cast(T, await self._step(sid, fn, args, compensate, retry, timeout))
@@ -223,24 +278,25 @@ class Context:
                     self._compensations.append((sid, compensate, value))
                 return value
             if isinstance(last, StepFailed):
-                raise StepError(sid, last.error["type"], last.error["message"])
-            assert isinstance(last, StepRetrying)
-            attempt = last.attempt + 1
-            await self._wait_until(last.retry_at, sid, retrying=True)
+                if sid not in actor.facts.rerun_failed:
+                    raise StepError(sid, last.error["type"], last.error["message"])
+                # An operator retried the execution after this failure: run it again,
+                # with a fresh set of attempts.
+            else:
+                assert isinstance(last, StepRetrying)
+                attempt = last.attempt + 1
+                await self._resume_wait("retrying", None, (last.retry_at, sid))
+                await self._wait_until(last.retry_at, sid, retrying=True)
         await actor.caught_up()
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
         while True:
             token = _current_step.set(StepInfo(actor.execution_id, sid, attempt))
-            started = time.perf_counter()
+            started = trio.current_time()
             try:
-                if timeout is not None:
-                    with trio.fail_after(timeout):
-                        value = await _call(fn, args)
-                else:
-                    value = await _call(fn, args)
+                value = await _call_with_timeout(fn, args, timeout, sid)
             except Exception as exc:
-                duration = (time.perf_counter() - started) * 1000
+                duration = (trio.current_time() - started) * 1000
                 info = error_info(exc)
                 if policy is not None and policy.allows(exc, attempt):
                     retry_at = clock.now_ms() + int(policy.delay(attempt) * 1000)
@@ -275,7 +331,7 @@ class Context:
                 raise StepError(sid, info["type"], info["message"]) from exc
             finally:
                 _current_step.reset(token)
-            duration = (time.perf_counter() - started) * 1000
+            duration = (trio.current_time() - started) * 1000
             shaped, value = _codec.roundtrip(value, rtype, where)
             await actor.append(
                 StepCompleted(
@@ -354,6 +410,7 @@ class Context:
                 started = recorded[0]
                 assert isinstance(started, TimerStarted)
                 wake_at = started.wake_at
+                await self._resume_wait("sleeping", None, (wake_at, sid))
             else:
                 now = actor.engine.clock.now_ms()
                 if until is not None:
@@ -371,6 +428,28 @@ class Context:
             await self._wait_until(wake_at, sid, retrying=False)
         finally:
             self._busy = False
+
+    async def _resume_wait(
+        self, status: str, waiting_signal: str | None, timer: tuple[int, str] | None
+    ) -> None:
+        """A replay reached a recorded wait: make sure the record says so.
+
+        It does after a crash or a park (the wait's first run wrote it). After an
+        operator's retry it does not (the record says ``running``, the timer was
+        removed): without this, a parked execution would miss its signal.
+        """
+        actor = self._actor
+        record = actor.record
+        if (record.status, record.waiting_signal, record.timer) == (
+            status,
+            waiting_signal,
+            timer,
+        ):
+            return
+        ops: list[Any] = []
+        if timer is not None:
+            ops.append(AddTimer(Timer(timer[0], actor.execution_id, timer[1])))
+        await actor.put_record(ops, status=status, waiting_signal=waiting_signal, timer=timer)
 
     async def _wait_until(self, wake_at: int, sid: str, *, retrying: bool) -> None:
         """Wait (live or parked) until ``wake_at``, then record that the timer fired."""
@@ -450,6 +529,9 @@ class Context:
                     attempted=sig.name,
                 )
             deadline = waiting.deadline
+            await self._resume_wait(
+                "waiting", sig.name, None if deadline is None else (deadline, sid)
+            )
         else:
             now = actor.engine.clock.now_ms()
             deadline = None if timeout is None else now + int(timeout * 1000)
@@ -553,6 +635,12 @@ class Context:
         ids = [b.id for b in branches] + ([default.id] if default else [])
         if len(set(ids)) != len(ids):
             raise ConfigurationError(f"switch {sid!r}: branch ids must be unique, got {ids}")
+        unmatched = [b.id for b in branches if b.match is None]
+        if unmatched:
+            raise ConfigurationError(
+                f"switch {sid!r}: branches {unmatched} have no match=; only the default "
+                "branch may go without one"
+            )
         self._enter()
         try:
             actor = self._actor
@@ -583,7 +671,7 @@ class Context:
                     "add default=durably.Branch(...)"
                 )
             await actor.caught_up()
-            started = time.perf_counter()
+            started = trio.current_time()
             result = await _call(chosen.run, (value,))
             shaped, result = _codec.roundtrip(
                 result, _codec.return_type(chosen.run), f"switch {sid!r}"
@@ -594,7 +682,7 @@ class Context:
                     step_id=sid,
                     branch_id=chosen.id,
                     result=shaped,
-                    duration_ms=(time.perf_counter() - started) * 1000,
+                    duration_ms=(trio.current_time() - started) * 1000,
                 ),
                 sid,
             )
@@ -624,8 +712,9 @@ class Context:
                     assert isinstance(last, CompensationFailed)
                     if last.round >= actor.rollback_round:
                         raise _CompensationFailure(last.error)
+                    # An operator asked for the rollback again: this one runs again.
                 await actor.caught_up()
-                started = time.perf_counter()
+                started = trio.current_time()
                 try:
                     await _call(undo, (value,))
                 except Exception as exc:
@@ -644,12 +733,24 @@ class Context:
                     CompensationCompleted(
                         at=actor.engine.clock.now_ms(),
                         step_id=sid,
-                        duration_ms=(time.perf_counter() - started) * 1000,
+                        duration_ms=(trio.current_time() - started) * 1000,
                     ),
                     sid,
                 )
         finally:
             self._busy = False
+
+
+async def _call_with_timeout(
+    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, sid: str
+) -> Any:
+    if timeout is None:
+        return await _call(fn, args)
+    with trio.move_on_after(timeout) as scope:
+        return await _call(fn, args)
+    # Only our own scope's expiry lands here; an outer cancellation propagates.
+    assert scope.cancelled_caught
+    raise TimeoutError(f"step {sid!r} timed out after {timeout} s (its body was cancelled)")
 
 
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:

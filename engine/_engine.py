@@ -39,8 +39,11 @@ from durably.stores import (
 
 from . import _codec, _wire
 from ._actor import ExecutionActor
+from ._audit import AuditEntry, audit_trail
+from ._bus import Bus, Subscription
 from ._clock import Clock
 from ._commit import Committer
+from ._describe import FlowShape, describe
 from ._errors import (
     ConfigurationError,
     CorruptRecordError,
@@ -51,7 +54,8 @@ from ._errors import (
     UnknownWorkflowError,
     WaitTimeoutError,
 )
-from ._events import Event, ExecutionStarted, encode
+from ._events import Event, ExecutionStarted, decode_all, encode
+from ._operator import Operator
 from ._scheduler import Scheduler
 from ._schedules import CatchUp, Overlap, Schedule, ScheduleManager
 from ._types import Execution, Result, Signal, SignalDelivery, Status
@@ -143,6 +147,10 @@ class Engine:
         self._replayed_here: set[str] = set()
         self._finished_events: dict[str, trio.Event] = {}
         self._subscribers: list[Callable[[str, Sequence[Event]], None]] = []
+        self._bus: Bus | None = None
+        self._operator: Operator | None = None
+        #: Executions an operator action holds: launches wait (requests kept) until done.
+        self._held: dict[str, list[tuple[str | None, str | None] | None]] = {}
         self._closing = False
         self._running = False
         self._actor_nursery: trio.Nursery | None = None
@@ -258,6 +266,8 @@ class Engine:
                 self._actors_scope.cancel()
                 await self._actors_done.wait()
             self.committer.close()
+            if self._bus is not None:
+                self._bus.close()  # subscriptions end instead of waiting forever
             self._nursery.cancel_scope.cancel()
         self._running = False
         if self._hint_socket is not None:
@@ -303,9 +313,11 @@ class Engine:
             idempotency_key=idempotency_key,
             schedule_id=_schedule_id,
         )
-        started = encode(ExecutionStarted(at=now, workflow=definition.name, input=shaped))
-        [winner] = await self.committer.commit([CreateExecution(record, [started])])
+        first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
+        [winner] = await self.committer.commit([CreateExecution(record, [encode(first)])])
         if winner == eid:
+            if self._bus is not None:
+                self._bus.publish(eid, [first], 0)
             self._replayed_here.add(eid)
             self.spawn(eid)
         return str(winner)
@@ -430,6 +442,54 @@ class Engine:
         await self._hint({"op": "watch", "eid": execution_id, "reply": self._hint_path})
         with trio.move_on_after(self.poll_interval):
             await event.wait()
+
+    # --- observing and operating: bus, audit, describe, operator ---
+
+    def subscribe(
+        self,
+        *,
+        emits: bool = True,
+        audit: bool = False,
+        execution_id: str | None = None,
+        events: Iterable[str] | None = None,
+        buffer: int = 1000,
+    ) -> Subscription:
+        """Listen to the event bus: ``async with engine.subscribe() as sub: async for m in sub``.
+
+        Yields ``durably.Emission`` for each ``ctx.emit`` (filtered by ``events`` names)
+        and, with ``audit=True``, each ``durably.AuditEntry`` as it is appended. Delivery
+        is best-effort: only messages committed while subscribed arrive, and when the
+        ``buffer`` is full further ones are dropped (counted in ``sub.dropped``); read
+        ``engine.audit`` for the durable record.
+        """
+        if self._bus is None:
+            self._bus = Bus()
+        return self._bus.subscribe(
+            emits=emits, audit=audit, execution_id=execution_id, events=events, buffer=buffer
+        )
+
+    async def audit(self, execution_id: str) -> list[AuditEntry]:
+        """The execution's audit trail, derived from its log (oldest first)."""
+        self._get_record(execution_id)
+        return audit_trail(execution_id, decode_all(self.store.read_events(execution_id)))
+
+    async def describe(
+        self, workflow: WorkflowDefinition[Any, Any] | str, input: Any = None
+    ) -> FlowShape:
+        """The workflow's shape (its durable calls), recorded without running any step.
+
+        Without ``input`` the workflow's ``defaults`` are used. A definition need not be
+        registered; a name must be.
+        """
+        definition = workflow if isinstance(workflow, WorkflowDefinition) else None
+        return await describe(definition or self._resolve(workflow), input)
+
+    @property
+    def operator(self) -> Operator:
+        """Inspect and repair executions; actions on live ones go through this engine."""
+        if self._operator is None:
+            self._operator = Operator(self)
+        return self._operator
 
     # --- signals ---
 
@@ -680,6 +740,10 @@ class Engine:
 
     def _launch(self, execution_id: str, cancel: tuple[str | None, str | None] | None) -> None:
         assert self._actor_nursery is not None
+        held = self._held.get(execution_id)
+        if held is not None:
+            held.append(cancel)
+            return
         try:
             record = self.store.get_execution(execution_id)
         except CorruptRecordError as exc:
@@ -739,6 +803,7 @@ class Engine:
 
     def actor_exited(self, actor: ExecutionActor) -> None:
         eid = actor.execution_id
+        actor.exited.set()
         if self.live.get(eid) is actor:
             del self.live[eid]
         self.idle.pop(eid, None)
@@ -863,6 +928,10 @@ class Engine:
     def published(self, execution_id: str, events: Sequence[Event]) -> None:
         for subscriber in self._subscribers:
             subscriber(execution_id, events)
+        if self._bus is not None:
+            actor = self.live.get(execution_id)
+            first = None if actor is None else actor.seq - len(events)
+            self._bus.publish(execution_id, events, first)
 
     def _check_running(self) -> None:
         if not self._running:

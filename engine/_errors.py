@@ -160,3 +160,11 @@ class CorruptRecordError(StoreError):
 
 class StoreClosedError(StoreError):
     """The store was used after it was closed."""
+
+
+class WorkflowTimeoutError(DurablyError, TimeoutError):
+    """An execution ran past its workflow's ``timeout=`` (recorded as its failure)."""
+
+
+class OperatorError(DurablyError, ValueError):
+    """An operator action that does not fit the execution's state; nothing was written."""

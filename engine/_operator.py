@@ -1,0 +1,632 @@
+"""``durably.Operator``: see executions, and repair them, without a silent edit.
+
+Rules of this module:
+
+- Every action appends events to the execution's log: an ``OperatorActed`` (action, who,
+  why) and the events that carry its effect (``ExecutionResumed``, ``StepSkipped``,
+  ``ExecutionCancelled``, ``ExecutionFailed``), together with the record's change, in one
+  transaction. The audit trail shows it; nothing is ever rewritten in place.
+- One writer per log. With a running engine, an action first *holds* the execution: no
+  actor may start for it, and a live one is interrupted (its cancel scope) and awaited.
+  Only then is the log read, the action checked against it and written, and the hold
+  released; wake-ups that arrived meanwhile (timers, signals) are replayed afterwards.
+- Without an engine (``Operator(store)``), actions write to the store directly; use that
+  only while no engine runs on the store (a concurrent writer's append would collide on
+  the sequence number and fail, never interleave).
+- An action that does not fit the execution's state raises ``OperatorError`` saying what
+  would; nothing is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from durably.stores import (
+    AddTimer,
+    Append,
+    ExecutionRecord,
+    Op,
+    PutExecution,
+    RemoveTimer,
+    Store,
+    Timer,
+)
+
+from . import _codec
+from ._audit import AuditEntry, audit_trail
+from ._context import TIMEOUT_TIMER, history_facts
+from ._errors import ConfigurationError, OperatorError, UnknownExecutionError
+from ._events import (
+    CompensationCompleted,
+    CompensationFailed,
+    Emitted,
+    Event,
+    ExecutionCancelled,
+    ExecutionFailed,
+    ExecutionResumed,
+    Noted,
+    OperatorActed,
+    SignalReceived,
+    SignalTimedOut,
+    SignalWaiting,
+    StepCompleted,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    SwitchEvaluated,
+    TimerFired,
+    TimerStarted,
+    ValueRecorded,
+    decode_all,
+    encode,
+)
+from ._types import Execution, Status, from_ms
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+_NEVER = 2**63 - 1
+_TERMINAL = ("completed", "failed", "compensation_failed", "cancelled")
+
+
+@attrs.frozen
+class ExecutionPage:
+    """One page of ``list_executions``; pass ``next_after`` as ``after=`` for the next."""
+
+    items: list[Execution]
+    next_after: str | None
+
+
+@attrs.frozen
+class StepView:
+    """One recorded command of an execution, as its log tells it.
+
+    ``kind`` is the command (``step``, ``sleep``, ``signal``, ``emit``, ``note``,
+    ``switch``, ``compensate``, ``value``); ``status`` where it stands (``completed``,
+    ``failed``, ``retrying``, ``skipped``, ``waiting``, ``timed_out``); ``result`` the
+    recorded value (a step's result, a signal's payload, a switch's result). Internal
+    commands have ids starting with ``__`` or ``rollback:``.
+    """
+
+    step_id: str
+    kind: str
+    status: str
+    attempts: int
+    result: Any
+    error: dict[str, Any] | None
+    duration_ms: float | None
+    started_at: datetime
+    updated_at: datetime
+    branch_id: str | None = None
+
+    @property
+    def internal(self) -> bool:
+        return self.step_id.startswith(("__", "rollback:"))
+
+
+@attrs.frozen
+class ExecutionDetail:
+    """What ``get_execution_detail`` returns: the record, its steps and its audit trail."""
+
+    execution: Execution
+    steps: list[StepView]
+    audit: list[AuditEntry]
+
+
+class Operator:
+    """Inspect and repair executions: ``engine.operator``, or ``durably.Operator(store)``.
+
+    Every action takes ``by=`` (who) and ``reason=`` (why), recorded in the log with it.
+    """
+
+    def __init__(self, target: Engine | Store) -> None:
+        if isinstance(target, Store):
+            self._engine: Engine | None = None
+            self._store_: Store | None = target
+        else:
+            self._engine = target
+            self._store_ = None
+        self._lock = trio.Lock()
+
+    @property
+    def _store(self) -> Store:
+        if self._engine is not None:
+            if self._engine.store is None:
+                raise OperatorError(
+                    "the engine has not opened its store yet; use engine.operator inside "
+                    "`async with engine:`"
+                )
+            return self._engine.store
+        assert self._store_ is not None
+        return self._store_
+
+    # --- reading ---
+
+    async def list_executions(
+        self,
+        *,
+        status: Status | str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> ExecutionPage:
+        """A page of executions in creation order, optionally by status and workflow."""
+        if limit < 1:
+            raise ConfigurationError("list_executions(limit=) must be at least 1")
+        try:
+            st = None if status is None else Status(status).value
+        except ValueError:
+            names = ", ".join(s.value for s in Status)
+            raise ConfigurationError(f"unknown status {status!r}; one of: {names}") from None
+        records = self._store.list_executions(
+            status=st, workflow=workflow, after=after, limit=limit + 1
+        )
+        more = len(records) > limit
+        items = [Execution.from_record(r) for r in records[:limit]]
+        return ExecutionPage(items, items[-1].id if more else None)
+
+    async def get_execution(self, execution_id: str) -> Execution:
+        return Execution.from_record(self._record(execution_id))
+
+    async def get_execution_detail(self, execution_id: str) -> ExecutionDetail:
+        """The execution, its recorded steps and its audit trail, read in one go."""
+        record = self._record(execution_id)
+        events = self._events(execution_id)
+        return ExecutionDetail(
+            Execution.from_record(record), steps_of(events), audit_trail(execution_id, events)
+        )
+
+    async def audit(self, execution_id: str) -> list[AuditEntry]:
+        self._record(execution_id)
+        return audit_trail(execution_id, self._events(execution_id))
+
+    # --- actions ---
+
+    async def retry(
+        self, execution_id: str, *, by: str | None = None, reason: str | None = None
+    ) -> Execution:
+        """Run a ``FAILED`` execution again from its log.
+
+        Completed steps replay; steps that had failed run again (with fresh attempts);
+        the workflow timeout starts over. Code that diverges from the log fails it again
+        with a ``NonDeterminismError``.
+        """
+
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
+            _require(record, ("failed",), "retry", "only a failed execution can be retried")
+            attempt = record.attempt + 1
+            return _Change(
+                [
+                    OperatorActed(at=now, action="retry", by=by, reason=reason),
+                    ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason),
+                ],
+                *self._resumed(record, events, now, attempt=attempt),
+            )
+
+        return await self._act(execution_id, act)
+
+    async def retry_rollback(
+        self, execution_id: str, *, by: str | None = None, reason: str | None = None
+    ) -> Execution:
+        """Run the rollback of a ``COMPENSATION_FAILED`` execution again.
+
+        Compensations that completed are not run again; the one that failed (and those
+        after it) run.
+        """
+
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
+            _require(
+                record,
+                ("compensation_failed",),
+                "retry_rollback",
+                "only an execution whose compensation failed can retry its rollback",
+            )
+            return _Change(
+                [OperatorActed(at=now, action="retry_rollback", by=by, reason=reason)],
+                *self._resumed(record, events, now, attempt=record.attempt),
+            )
+
+        return await self._act(execution_id, act)
+
+    async def cancel(
+        self, execution_id: str, *, by: str | None = None, reason: str | None = None
+    ) -> Execution:
+        """Cancel an unfinished execution: a running step is interrupted, nothing more runs.
+
+        No compensation runs (use ``ctx.rollback`` in the workflow for that).
+        """
+
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
+            _require(record, _ACTIVE, "cancel", "only an unfinished execution can be cancelled")
+            why = reason or "cancelled by an operator"
+            return _Change(
+                [
+                    OperatorActed(at=now, action="cancel", by=by, reason=reason),
+                    ExecutionCancelled(at=now, reason=why, by=by),
+                ],
+                _ended(record, now, "cancelled", reason=why),
+                self._timers(record, events),
+            )
+
+        return await self._act(execution_id, act)
+
+    async def force_fail(
+        self, execution_id: str, reason: str, *, by: str | None = None
+    ) -> Execution:
+        """Mark an unfinished (or ``COMPENSATION_FAILED``) execution ``FAILED`` with ``reason``.
+
+        A running step is interrupted. ``retry`` can run it again later.
+        """
+        if not reason:
+            raise ConfigurationError("force_fail needs a reason: it is recorded as the error")
+
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
+            _require(
+                record,
+                (*_ACTIVE, "compensation_failed"),
+                "force_fail",
+                "only an unfinished or compensation_failed execution can be force-failed",
+            )
+            error = {"type": "durably.ForcedFailure", "message": reason, "traceback": ""}
+            return _Change(
+                [
+                    OperatorActed(at=now, action="force_fail", by=by, reason=reason),
+                    ExecutionFailed(at=now, error=error),
+                ],
+                _ended(
+                    record, now, "failed", reason=f"failed by an operator: {reason}", error=error
+                ),
+                self._timers(record, events),
+            )
+
+        return await self._act(execution_id, act)
+
+    async def skip_step(
+        self,
+        execution_id: str,
+        step_id: str,
+        result: Any = None,
+        *,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> Execution:
+        """Give a failed or retrying step ``result`` instead of running it, and go on.
+
+        The step must be in the log with a failure as its last event (an execution that
+        ``FAILED`` there) or be waiting for a retry (``RETRYING``). A failed execution
+        resumes (as ``retry`` does: other failed steps run again); the workflow then sees
+        ``result`` as the step's return value, restored to the step's annotated type.
+        """
+        shaped = _codec.shape(result, f"skip_step result for {step_id!r}")
+
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
+            _require(
+                record,
+                ("failed", "retrying"),
+                "skip_step",
+                "a step can be skipped in a failed execution or one waiting for a retry",
+            )
+            last = _last_event(events, step_id)
+            if not isinstance(last, StepFailed | StepRetrying):
+                got = "not in the log" if last is None else f"last recorded {last.tag!r}"
+                raise OperatorError(
+                    f"skip_step: step {step_id!r} of execution {execution_id} is {got}; only "
+                    "a step whose last event is a failure or a pending retry can be skipped"
+                )
+            acted = OperatorActed(
+                at=now,
+                action="skip_step",
+                by=by,
+                reason=reason,
+                data={"step_id": step_id, "result": shaped},
+            )
+            skipped = StepSkipped(at=now, step_id=step_id, result=shaped, by=by, reason=reason)
+            if record.status == "failed":
+                attempt = record.attempt + 1
+                resumed = ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason)
+                after = [*events, skipped]
+                return _Change(
+                    [acted, skipped, resumed], *self._resumed(record, after, now, attempt=attempt)
+                )
+            ops = self._timers(record, events, timeout=False)
+            running, _ = _resumed(record, [skipped], now, attempt=record.attempt, restore=False)
+            return _Change([acted, skipped], running, ops)
+
+        return await self._act(execution_id, act)
+
+    # --- machinery ---
+
+    def _record(self, execution_id: str) -> ExecutionRecord:
+        if not isinstance(execution_id, str) or not execution_id or "\x00" in execution_id:
+            raise UnknownExecutionError(str(execution_id))
+        record = self._store.get_execution(execution_id)
+        if record is None:
+            raise UnknownExecutionError(execution_id)
+        return record
+
+    def _events(self, execution_id: str) -> list[Event]:
+        return decode_all(self._store.read_events(execution_id), execution_id)
+
+    def _now(self) -> int:
+        engine = self._engine
+        if engine is not None:
+            return engine.clock.now_ms()
+        return int(time.time() * 1000)
+
+    def _timers(
+        self, record: ExecutionRecord, events: list[Event], *, timeout: bool = True
+    ) -> list[Op]:
+        """Remove-ops for the execution's timers: its pending one and its workflow timeout."""
+        timers: list[Timer] = []
+        if record.timer is not None:
+            timers.append(Timer(record.timer[0], record.id, record.timer[1]))
+        if timeout:
+            engine = self._engine
+            definition = None if engine is None else engine._definitions.get(record.workflow)
+            if definition is not None:
+                if definition.timeout is not None:
+                    started = history_facts(events).attempt_started or record.created_ms
+                    due = started + int(definition.timeout * 1000)
+                    timers.append(Timer(due, record.id, TIMEOUT_TIMER))
+            else:
+                # No definition at hand: find its timeout timer in the index (rare, slow).
+                timers.extend(
+                    t
+                    for t in self._store.due_timers(_NEVER)
+                    if t.owner == record.id and t.timer_id == TIMEOUT_TIMER
+                )
+        return [RemoveTimer(t) for t in timers]
+
+    def _resumed(
+        self, record: ExecutionRecord, events: list[Event], now: int, *, attempt: int
+    ) -> tuple[ExecutionRecord, list[Op]]:
+        """A resumed record; with an engine, its wait and its new workflow timeout armed."""
+        engine = self._engine
+        resumed, ops = _resumed(record, events, now, attempt=attempt, restore=engine is not None)
+        definition = None if engine is None else engine._definitions.get(record.workflow)
+        if definition is not None and definition.timeout is not None:
+            # The attempt starts now: the same deadline the actor computes from the log.
+            due = now + int(definition.timeout * 1000)
+            ops.append(AddTimer(Timer(due, record.id, TIMEOUT_TIMER)))
+        return resumed, ops
+
+    async def _act(
+        self,
+        execution_id: str,
+        act: Callable[[ExecutionRecord, list[Event], int], _Change],
+    ) -> Execution:
+        self._record(execution_id)  # unknown ids fail before anything is held
+        async with self._lock, self._hold(execution_id):
+            record = self._record(execution_id)
+            raws = self._store.read_events(execution_id)
+            events = decode_all(raws, execution_id)
+            now = self._now()
+            change = act(record, events, now)
+            ops: list[Op] = [
+                Append(execution_id, len(raws), [encode(e) for e in change.events]),
+                PutExecution(change.record),
+                *change.ops,
+            ]
+            await self._commit(ops)
+            self._after_commit(change, ops, len(raws))
+        return Execution.from_record(change.record)
+
+    async def _commit(self, ops: list[Op]) -> None:
+        engine = self._engine
+        if engine is not None:
+            await engine.committer.commit(ops)
+            return
+        store = self._store
+        if store.inline:
+            store.apply(ops)
+        else:
+            await trio.to_thread.run_sync(store.apply, ops)
+
+    def _after_commit(self, change: _Change, ops: list[Op], first_seq: int) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        eid = change.record.id
+        for op in ops:
+            if isinstance(op, RemoveTimer):
+                engine.scheduler.disarm(op.timer)
+            elif isinstance(op, AddTimer):
+                engine.scheduler.arm(op.timer)
+        bus = engine._bus
+        if bus is not None:
+            bus.publish(eid, change.events, first_seq)
+        if change.record.status in _TERMINAL:
+            engine.finished(eid, change.record.status)
+
+    @asynccontextmanager
+    async def _hold(self, execution_id: str) -> AsyncIterator[None]:
+        """Make this task the only writer of the execution's log for the block."""
+        engine = self._engine
+        if engine is None:
+            yield
+            return
+        engine._check_running()
+        if execution_id in engine._held:
+            raise OperatorError(
+                f"another operator action on execution {execution_id} is in progress; "
+                "try again once it has finished"
+            )
+        requests = engine._held[execution_id] = []
+        actor = engine.live.get(execution_id)
+        try:
+            if actor is not None:
+                # Interrupt it wherever it is (a step body, a wait); its state is in the
+                # log, and whatever it commits before it unwinds is read below.
+                assert actor.scope is not None
+                actor.scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await actor.exited.wait()
+            yield
+        finally:
+            del engine._held[execution_id]
+            # Wake-ups that arrived while held, a live actor we interrupted, or an action
+            # that resumed the execution: let it run (a finished one is not started).
+            record = self._store.get_execution(execution_id)
+            status = "completed" if record is None else record.status
+            runs = status in ("pending", "running") or (actor is not None and status in _ACTIVE)
+            if requests or runs:
+                cancel = next((c for c in requests if c is not None), None)
+                engine.spawn(execution_id, cancel=cancel)
+
+
+_ACTIVE = ("pending", "running", "sleeping", "waiting", "retrying")
+
+
+@attrs.frozen
+class _Change:
+    events: list[Event]
+    record: ExecutionRecord
+    ops: list[Op] = attrs.field(factory=list)
+
+
+def _require(record: ExecutionRecord, allowed: tuple[str, ...], action: str, why: str) -> None:
+    if record.status not in allowed:
+        raise OperatorError(
+            f"{action}: execution {record.id} is {record.status}; {why} "
+            f"(allowed: {', '.join(allowed)}). Nothing was changed."
+        )
+
+
+def _resumed(
+    record: ExecutionRecord,
+    events: list[Event],
+    now: int,
+    *,
+    attempt: int,
+    restore: bool,
+) -> tuple[ExecutionRecord, list[Op]]:
+    """The record of an execution that runs again, and the ops that re-arm its wait.
+
+    With ``restore``, an execution stopped while it waited (force-failed during a sleep,
+    a signal wait or a retry's backoff) is recorded as waiting there again, with its
+    timer back in the index: it stays parked until its signal or timer wakes it, as it
+    was. Without (no engine at hand), it is left ``running``: an engine's recovery
+    replays it, and the replay restores the wait in the record itself.
+    """
+    status, waiting, timer = "running", None, None
+    last = next((e for e in reversed(events) if getattr(e, "step_id", None)), None)
+    if restore:
+        match last:
+            case SignalWaiting():
+                status, waiting = "waiting", last.signal
+                timer = None if last.deadline is None else (last.deadline, last.step_id)
+            case TimerStarted():
+                status, timer = "sleeping", (last.wake_at, last.step_id)
+            case StepRetrying():
+                status, timer = "retrying", (last.retry_at, last.step_id)
+    ops: list[Op] = []
+    if timer is not None:
+        ops.append(AddTimer(Timer(timer[0], record.id, timer[1])))
+    resumed = attrs.evolve(
+        record,
+        status=status,
+        attempt=attempt,
+        error=None,
+        result=None,
+        reason=None,
+        recoveries=0,
+        timer=timer,
+        waiting_signal=waiting,
+        updated_ms=now,
+    )
+    return resumed, ops
+
+
+def _ended(
+    record: ExecutionRecord,
+    now: int,
+    status: str,
+    *,
+    reason: str,
+    error: dict[str, Any] | None = None,
+) -> ExecutionRecord:
+    return attrs.evolve(
+        record,
+        status=status,
+        reason=reason,
+        error=error,
+        timer=None,
+        waiting_signal=None,
+        updated_ms=now,
+    )
+
+
+def _last_event(events: list[Event], step_id: str) -> Event | None:
+    for event in reversed(events):
+        if getattr(event, "step_id", None) == step_id:
+            return event
+    return None
+
+
+def steps_of(events: list[Event]) -> list[StepView]:
+    """The recorded commands of a log, in the order they were first recorded."""
+    groups: dict[str, list[Event]] = {}
+    for event in events:
+        step_id = getattr(event, "step_id", None)
+        if step_id is not None:
+            groups.setdefault(step_id, []).append(event)
+    return [_view(step_id, group) for step_id, group in groups.items()]
+
+
+def _view(step_id: str, group: list[Event]) -> StepView:
+    first, last = group[0], group[-1]
+    kind = first.command or "?"
+    result: Any = None
+    error: dict[str, Any] | None = None
+    duration: float | None = None
+    branch: str | None = None
+    status = "completed"
+    attempts = sum(1 for e in group if isinstance(e, StepCompleted | StepFailed | StepRetrying))
+    match last:
+        case StepCompleted():
+            result, duration = last.result, last.duration_ms
+        case StepSkipped():
+            status, result = "skipped", last.result
+        case StepFailed():
+            status, error, duration = "failed", last.error, last.duration_ms
+        case StepRetrying():
+            status, error, duration = "retrying", last.error, last.duration_ms
+        case TimerStarted() | SignalWaiting():
+            status = "waiting"
+        case TimerFired():
+            pass
+        case SignalReceived():
+            result = last.payload
+        case SignalTimedOut():
+            status = "timed_out"
+        case ValueRecorded():
+            result = last.value
+        case Emitted():
+            result = last.payload
+        case Noted():
+            result = {"message": last.message, "meta": last.meta}
+        case SwitchEvaluated():
+            result, duration, branch = last.result, last.duration_ms, last.branch_id
+        case CompensationCompleted():
+            duration = last.duration_ms
+        case CompensationFailed():
+            status, error = "failed", last.error
+    return StepView(
+        step_id=step_id,
+        kind=kind,
+        status=status,
+        attempts=attempts,
+        result=result,
+        error=error,
+        duration_ms=duration,
+        started_at=from_ms(first.at),
+        updated_at=from_ms(last.at),
+        branch_id=branch,
+    )
