@@ -216,6 +216,53 @@ def cancel(ctx: click.Context, execution_id: str, reason: str, wait: bool) -> No
 
 
 @main.command()
+@click.argument("execution_id")
+@click.option("--reason", default=None, help="Why (kept in the audit trail).")
+@click.pass_context
+def retry(ctx: click.Context, execution_id: str, reason: str | None) -> None:
+    """Run a failed execution again from its log (failed steps run again)."""
+
+    async def go(engine: Engine) -> str:
+        await engine.operate("retry", execution_id, by=_who(), reason=reason)
+        return f"retried {execution_id}"
+
+    click.echo(_run(ctx, go))
+
+
+@main.command()
+@click.argument("target")
+@click.option("--input", "input_json", default=None, help="JSON input (default: its defaults).")
+@click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart instead of JSON.")
+def describe(target: str, input_json: str | None, mermaid: bool) -> None:
+    """Describe the shape of workflow MODULE:NAME without running any step."""
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise _BadUsage("TARGET is MODULE:WORKFLOW, e.g. myapp.flows:onboarding")
+    sys.path.insert(0, os.getcwd())
+    try:
+        definition = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise _NotFound(f"cannot load {target}: {exc}") from None
+    try:
+        data = None if input_json is None else json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise _BadUsage(f"--input is not valid JSON: {exc}") from None
+
+    from ._describe import describe as describe_flow
+    from ._workflow import WorkflowDefinition
+
+    if not isinstance(definition, WorkflowDefinition):
+        raise _BadUsage(f"{target} is not a workflow (decorate it with @durably.workflow)")
+    try:
+        shape = trio.run(describe_flow, definition, data)
+    except DurablyError as exc:
+        raise _Failed(str(exc)) from None
+    click.echo(shape.to_mermaid() if mermaid else shape.to_json())
+
+
+@main.command()
 @click.pass_context
 def schedules(ctx: click.Context) -> None:
     """List schedules."""

@@ -50,6 +50,7 @@ from ._errors import (
     DurablyError,
     ExecutionCancelledError,
     ExecutionFailedError,
+    OperatorError,
     UnknownExecutionError,
     UnknownWorkflowError,
     WaitTimeoutError,
@@ -141,6 +142,7 @@ class Engine:
         self._watchers: dict[str, set[str]] = {}
         self._hinted = trio.Event()
         self._hint_lock = trio.Lock()
+        self._operator_replies: dict[str, tuple[trio.Event, list[dict[str, Any]]]] = {}
         self.live: dict[str, ExecutionActor] = {}
         self.idle: dict[str, ExecutionActor] = {}
         self._runq: dict[str, tuple[str | None, str | None] | None] = {}
@@ -216,6 +218,7 @@ class Engine:
             elif self._worker_path is not None:
                 self._hint_path = _wire.client_socket_path()
                 self._hint_socket = await _wire.bind(self._hint_path)
+                nursery.start_soon(self._client_receive)
         except BaseException as exc:
             await self._shutdown()
             try:
@@ -862,6 +865,11 @@ class Engine:
             record = self.store.get_execution(eid)
         except DurablyError:
             return
+        if op == "operator":
+            reply = message.get("reply")
+            if isinstance(reply, str) and self._nursery is not None:
+                self._nursery.start_soon(self._remote_operator_action, message, reply)
+            return
         if op == "watch":
             reply = message.get("reply")
             if isinstance(reply, str):
@@ -881,6 +889,83 @@ class Engine:
             self._signalled(eid, str(name), record.waiting_signal == name)
         elif op == "wake":
             self.spawn(eid)
+
+    async def _client_receive(self) -> None:
+        """The client's end: the worker's answers (finished executions, operator results)."""
+        assert self._hint_socket is not None
+        while True:
+            message = await _wire.receive(self._hint_socket)
+            if message is None or not isinstance(message.get("eid"), str):
+                continue
+            eid = message["eid"]
+            if message.get("op") == "done":
+                event = self._finished_events.pop(eid, None)
+                if event is not None:
+                    event.set()
+            elif message.get("op") == "operator-done":
+                waiter = self._operator_replies.pop(eid, None)
+                if waiter is not None:
+                    waiter[1].append(message)
+                    waiter[0].set()
+
+    async def _remote_operator_action(self, message: dict[str, Any], reply: str) -> None:
+        eid = message["eid"]
+        answer: dict[str, Any] = {"op": "operator-done", "eid": eid, "error": None}
+        action = message.get("action")
+        try:
+            if action not in _REMOTE_ACTIONS:
+                raise ConfigurationError(f"unknown operator action {action!r}")
+            kwargs = message.get("args") or {}
+            await getattr(self.operator, str(action))(eid, **kwargs)
+        except DurablyError as exc:
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+        await self._hint(answer, reply)
+
+    async def operate(self, action: str, execution_id: str, **kwargs: Any) -> None:
+        """Run an operator action (``retry``, ``cancel``, ``force_fail``, ``skip_step``,
+        ``retry_rollback``) where it is safe: in this worker, or, from a client, in the
+        store's worker (asked over the wake-up channel, answered when done).
+
+        A client with no worker running acts on the store itself, holding the worker
+        lock for the duration so that no worker starts meanwhile.
+        """
+        self._check_running()
+        if action not in _REMOTE_ACTIONS:
+            raise ConfigurationError(
+                f"unknown operator action {action!r}; one of {', '.join(_REMOTE_ACTIONS)}"
+            )
+        if self.worker:
+            await getattr(self.operator, action)(execution_id, **kwargs)
+            return
+        store_path = getattr(self.store, "path", None)
+        lock = None if store_path is None else _wire.try_worker_lock(store_path)
+        if store_path is None or lock is not None:
+            try:
+                await getattr(self.operator, action)(execution_id, **kwargs)
+            finally:
+                if lock is not None:
+                    lock.close()
+            return
+        answered, waiter = trio.Event(), []
+        self._operator_replies[execution_id] = (answered, waiter)
+        message = {
+            "op": "operator",
+            "action": action,
+            "eid": execution_id,
+            "args": kwargs,
+            "reply": self._hint_path,
+        }
+        with trio.move_on_after(30):
+            await self._hint(message)
+            await answered.wait()
+        if not waiter:
+            raise DurablyError(
+                f"the worker of {store_path} did not answer the {action} request within "
+                "30 s; check the execution's state before trying again"
+            )
+        error = waiter[0].get("error")
+        if error:
+            raise OperatorError(error)
 
     async def _poll_pending(self) -> None:
         """Fallback for hints that never arrived: start pending executions nobody runs.
@@ -939,6 +1024,8 @@ class Engine:
                 "the engine is not running; use it inside `async with durably.Engine(...)`"
             )
 
+
+_REMOTE_ACTIONS = ("retry", "cancel", "force_fail", "skip_step", "retry_rollback")
 
 #: The reserved mailbox name under which a cancellation request is made durable.
 CANCEL_SIGNAL = "durably.cancel"

@@ -70,3 +70,73 @@ def test_missing_store_and_bad_usage(tmp_path: Path) -> None:
     assert no_store.returncode == 2 and "DURABLY_STORE" in no_store.stderr
     bad_status = durably("--store", str(tmp_path), "list", "--status", "sleepy")
     assert bad_status.returncode == 2
+
+
+PROCS = Path(__file__).parent / "engine" / "client_procs.py"
+
+
+@pytest.mark.slow
+def test_retry_through_a_running_worker_and_describe(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    flag = tmp_path / "flag"
+    worker = subprocess.Popen(
+        [sys.executable, str(PROCS), "worker", str(store), str(tmp_path / "e"), "99"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline() == b"ready\n"
+    try:
+        script = (
+            "import trio, durably, sys\n"
+            "sys.path.insert(0, sys.argv[3])\n"
+            "from client_procs import flaky\n"
+            "async def main():\n"
+            "    async with durably.Client(sys.argv[1], workflows=[flaky]) as c:\n"
+            "        eid = await c.start(flaky, sys.argv[2])\n"
+            "        try:\n"
+            "            await c.wait(eid, timeout=30)\n"
+            "        except durably.ExecutionFailedError:\n"
+            "            print(eid)\n"
+            "trio.run(main)\n"
+        )
+        first = subprocess.run(
+            [sys.executable, "-c", script, str(store), str(flag), str(PROCS.parent)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        eid = first.stdout.strip()
+        assert len(eid) == 32, first.stderr
+        assert "failed" in durably("show", eid, store=store).stdout
+        flag.write_text("now present")
+        retried = durably("retry", eid, "--reason", "flag restored", store=store)
+        assert retried.returncode == 0, retried.stderr
+        detail = json.loads(durably("show", eid, "--json", store=store).stdout)
+        timeline = [t["event"] for t in detail["timeline"]]
+        assert "operator" in timeline and "resumed" in timeline
+        again = durably("retry", eid, store=store)  # not failed now: refused clearly
+        assert again.returncode == 1
+        assert "only a failed execution can be retried" in again.stderr
+    finally:
+        worker.kill()
+        worker.wait()
+
+    (tmp_path / "flows.py").write_text(
+        "import durably\n"
+        "@durably.workflow('shape', defaults={'n': 1})\n"
+        "async def shape(ctx, data: dict) -> None:\n"
+        "    await ctx.step('a', print)\n"
+        "    await ctx.sleep(5, step_id='nap')\n"
+    )
+    described = subprocess.run(
+        [sys.executable, "-m", "durably", "describe", "flows:shape", "--mermaid"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert described.returncode == 0, described.stderr
+    assert "flowchart" in described.stdout and "sleep 5 s" in described.stdout

@@ -34,9 +34,20 @@ def make_order(effects: str) -> durably.WorkflowDefinition[str, dict[str, object
     return order
 
 
+def check_flag(path: str) -> str:
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} is missing")
+    return "flag found"
+
+
+@durably.workflow("flaky")
+async def flaky(ctx: durably.Context, flag: str) -> str:
+    return await ctx.step("check", check_flag, flag)
+
+
 async def worker(store: str, effects: str, expected: int) -> None:
     order = make_order(effects)
-    async with durably.Engine(store, workflows=[order], poll_interval=0.2) as engine:
+    async with durably.Engine(store, workflows=[order, flaky], poll_interval=0.2) as engine:
         print("ready", flush=True)
         # The executions come from other processes: the store is the only place to look.
         while len(await engine.list_executions(status="completed", limit=None)) < expected:  # noqa: ASYNC110
