@@ -342,6 +342,24 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     peers: dict[str, Any] = {}
     started = time.perf_counter()
+
+    def write_report(complete: bool) -> None:
+        # Written after every scenario: a run stopped half-way still leaves its figures.
+        report = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+            "complete": complete,
+            "machine": info,
+            "sizes": sizes,
+            "repeats": repeats,
+            "elapsed_s": time.perf_counter() - started,
+            "scenarios": results,
+            "peers": peers,
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w") as fh:
+            json.dump(report, fh, indent=2)
+
     try:
         for index, name in enumerate(only, 1):
             print(f"[{index}/{len(only)}] {name}", file=sys.stderr, flush=True)
@@ -356,21 +374,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results[name] = _summary(SPECS[name], RUNNERS[name](bench))
             say(f"done in {time.perf_counter() - t0:.1f} s")
+            write_report(complete=False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": info,
-        "sizes": sizes,
-        "repeats": repeats,
-        "elapsed_s": time.perf_counter() - started,
-        "scenarios": results,
-        "peers": peers,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w") as fh:
-        json.dump(report, fh, indent=2)
+    write_report(complete=True)
     print(table(results, peers))
     print(f"report: {output}")
     return 0

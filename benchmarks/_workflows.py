@@ -84,6 +84,7 @@ async def long_history(ctx: durably.Context, n: int) -> None:
     replays the whole history first."""
     for i in range(n):
         await ctx.step(f"s{i}", add_one, i)
+    PROBE.hit("rebuilt")
     k = 0
     while True:
         await ctx.wait_for_signal("go", step_id=f"go{k}")
