@@ -67,9 +67,10 @@ class Spec:
         self.target, self.higher_is_better = target, higher_is_better
         self.baseline, self.baseline_unit, self.ratio = baseline, baseline_unit, ratio
 
-    def met(self, value: float, base: float) -> bool:
-        goal = self.target * base if self.name == "sequential" else self.target
-        return value >= goal if self.higher_is_better else value <= goal
+    def met(self, value: float, ratio: float) -> bool:
+        if self.name == "sequential":  # a target relative to the limit: read the ratio
+            return ratio >= self.target
+        return value >= self.target if self.higher_is_better else value <= self.target
 
     def target_text(self) -> str:
         if self.name == "sequential":
@@ -192,6 +193,14 @@ def _ratio(spec: Spec, value: float, base: float) -> float:
 
 def _summary(spec: Spec, m: Measured) -> dict[str, Any]:
     value, base = statistics.median(m.samples), statistics.median(m.baseline)
+    if len(m.samples) == len(m.baseline):
+        # Each repeat against the limit measured around it: the neighbours' load moves both.
+        ratio = statistics.median(
+            _ratio(spec, v, b) for v, b in zip(m.samples, m.baseline, strict=True)
+        )
+    else:
+        ratio = _ratio(spec, value, base)
+    met = ratio >= spec.target if spec.name == "sequential" else spec.met(value, base)
     return {
         "what": spec.what,
         "unit": spec.unit,
@@ -207,10 +216,10 @@ def _summary(spec: Spec, m: Measured) -> dict[str, Any]:
             "max": max(m.baseline),
             "samples": m.baseline,
         },
-        "ratio": _ratio(spec, value, base),
-        "ratio_is": spec.ratio,
+        "ratio": ratio,
+        "ratio_is": spec.ratio + (" (median over repeats)" if len(m.samples) > 1 else ""),
         "target": spec.target_text(),
-        "met": spec.met(value, base),
+        "met": met,
         "extra": m.extra,
     }
 
@@ -245,6 +254,7 @@ def machine(workdir: str) -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "packages": _versions(),
         "disk": _baselines.disk_of(workdir),
+        "load_average_at_start": os.getloadavg(),
     }
 
 
@@ -290,6 +300,34 @@ def table(results: dict[str, Any], peers: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results of a saved report as the Markdown table of docs/performance.md."""
+    lines = [
+        "| scenario | median | min - max | baseline (same run) | ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["scenarios"].items():
+        base = r["baseline"]
+        lines.append(
+            f"| {name} | {_fmt(r['median'])} {r['unit']} | {_fmt(r['min'])} - {_fmt(r['max'])} "
+            f"| {_fmt(base['median'])} {base['unit']} ({base['what']}) "
+            f"| {r['ratio']:.2f} ({r['ratio_is']}) | {r['target']} "
+            f"| {'yes' if r['met'] else '**no**'} |"
+        )
+    for peer, figures in report.get("peers", {}).items():
+        for scenario, f in figures.get("scenarios", {}).items():
+            if "median" not in f:
+                continue
+            ours = report["scenarios"].get(scenario)
+            versus = f"; durably {ours['median'] / f['median']:.1f}x" if ours else ""
+            lines.append(
+                f"| {peer} {scenario} ({figures.get('backend', '')}) | {_fmt(f['median'])} "
+                f"{f['unit']} | {_fmt(f['min'])} - {_fmt(f['max'])} | | {versus.lstrip('; ')} "
+                "| | |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -312,7 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", help="JSON report path (default: benchmarks/results/{quick,full}.json)"
     )
+    parser.add_argument(
+        "--markdown", metavar="REPORT", help="print a saved JSON report as a Markdown table"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as fh:
+            print(markdown(json.load(fh)))
+        return 0
 
     sizes = dict(QUICK if args.quick else FULL)
     for key in sizes:
@@ -353,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             "sizes": sizes,
             "repeats": repeats,
             "elapsed_s": time.perf_counter() - started,
+            "load_average_now": os.getloadavg(),
             "scenarios": results,
             "peers": peers,
         }
