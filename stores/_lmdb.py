@@ -64,10 +64,12 @@ class _LmdbTxn:
         cursor = self._txn.cursor(db=self._dbs[table])
         if not cursor.set_range(max(start, prefix)):
             return
-        for key, value in cursor.iternext():
-            if not cast(bytes, key).startswith(prefix):
+        # Typed once here rather than cast per item: replay scans every event of a log.
+        items = cast("Iterator[tuple[bytes, bytes]]", cursor.iternext())
+        for item in items:
+            if not item[0].startswith(prefix):
                 return
-            yield cast(bytes, key), cast(bytes, value)
+            yield item
 
 
 class LmdbStore:
