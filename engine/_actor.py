@@ -150,6 +150,11 @@ class ExecutionActor:
         self._staged_events.append(event)
         self.replayer.record(step_id, event)
 
+    def stage(self, event: Event, step_id: str, ops: list[Op], **changes: Any) -> None:
+        """Record ``event`` with the next commit (see ``record_later``), with its ops."""
+        self.record_later(event, step_id)
+        self.stage_record(ops=ops, **changes)
+
     def stage_record(self, *, ops: list[Op], **changes: Any) -> None:
         self._staged_ops.extend(ops)
         self._staged_changes.update(changes)

@@ -287,7 +287,8 @@ class Context:
                 attempt = last.attempt + 1
                 await self._resume_wait("retrying", None, (last.retry_at, sid))
                 await self._wait_until(last.retry_at, sid, retrying=True)
-        await actor.caught_up()
+        if actor.record.recoveries:
+            await actor.caught_up()
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
         while True:
@@ -462,7 +463,11 @@ class Context:
             # The retry's next attempt starts now; its outcome is the next recorded event.
             actor.stage_record(status="running", timer=None, ops=ops)
             return
-        await actor.append(
+        # Staged, not committed on its own: it rides with the workflow's next durable
+        # call. A crash before then re-fires the timer (its index entry is removed in
+        # that same transaction): the fire is recorded once, and nothing the workflow
+        # did after waking was acknowledged, so a step re-runs at least once as ever.
+        actor.stage(
             TimerFired(at=actor.engine.clock.now_ms(), step_id=sid),
             sid,
             ops,
@@ -553,7 +558,10 @@ class Context:
                 ops = [TakeSignal(actor.execution_id, entry.seq)]
                 if timer is not None:
                     ops.append(RemoveTimer(timer))
-                await actor.append(
+                # Consumption (TakeSignal) and record ride together with the next durable
+                # call: one transaction, so a crash before it leaves the signal in the
+                # mailbox for the replay to consume again; never lost, never twice.
+                actor.stage(
                     SignalReceived(
                         at=actor.engine.clock.now_ms(),
                         step_id=sid,
@@ -570,7 +578,7 @@ class Context:
                 return _signal_result(shape, _codec.load(entry.payload, sig.payload_type, where))
             if deadline is not None and actor.engine.clock.now_ms() >= deadline:
                 assert timer is not None
-                await actor.append(
+                actor.stage(
                     SignalTimedOut(at=actor.engine.clock.now_ms(), step_id=sid, signal=sig.name),
                     sid,
                     [RemoveTimer(timer)],

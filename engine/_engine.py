@@ -946,7 +946,7 @@ class Engine:
                 if lock is not None:
                     lock.close()
             return
-        answered, waiter = trio.Event(), []
+        answered, waiter = trio.Event(), list[dict[str, Any]]()
         self._operator_replies[execution_id] = (answered, waiter)
         message = {
             "op": "operator",
