@@ -41,6 +41,7 @@ class Clock:
             self._wall0 = self._start_ms if self._start_ms is not None else int(time.time() * 1000)
 
     def now_ms(self) -> int:
+        """The engine's time now, in epoch milliseconds."""
         trio0 = self._trio0
         if trio0 is None:
             raise RuntimeError("the clock is used before the engine started")

@@ -86,6 +86,7 @@ class StepInfo:
 
     @property
     def idempotency_key(self) -> str:
+        """``"<execution id>:<step id>"``: the same on every run of this step."""
         return f"{self.execution_id}:{self.step_id}"
 
 
@@ -184,10 +185,12 @@ class Context:
 
     @property
     def execution_id(self) -> str:
+        """The id of the execution this run belongs to."""
         return self._actor.execution_id
 
     @property
     def workflow(self) -> str:
+        """The workflow's registered name."""
         return self._actor.record.workflow
 
     @property

@@ -103,7 +103,10 @@ class Engine:
     ``"warn"`` or ``"error"``) governs sleeps, signal waits and emits without ``step_id=``;
     ``clock`` lets tests share one virtual clock across engine restarts;
     ``max_recovery_attempts`` dead-letters an execution whose replay keeps failing to
-    make progress across restarts.
+    make progress across restarts; ``commit_inline`` (``"auto"``, ``"always"``,
+    ``"never"``) says when a batch is written on the event loop rather than in a worker
+    thread. ``worker=False`` makes a client (see ``durably.Client``), which re-reads the
+    store every ``poll_interval`` seconds while it waits in case a wake-up is lost.
     """
 
     def __init__(
@@ -159,12 +162,14 @@ class Engine:
         self._actors_scope: trio.CancelScope | None = None
         self._actors_done = trio.Event()
         self.peak_live = 0
-        #: What the recovery at start found (``None`` before start, and for clients).
+        """The most executions live at once so far: at most ``max_live_executions``."""
         self.last_recovery: RecoveryReport | None = None
+        """What the recovery at start found (``None`` before start, and for clients)."""
 
     # --- registration ---
 
     def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
+        """Add a workflow definition (as ``workflows=[...]`` does); names must be unique."""
         if not isinstance(definition, WorkflowDefinition):
             raise ConfigurationError(
                 f"{definition!r} is not a workflow definition; decorate it with "

@@ -37,4 +37,5 @@ class Retry:
         return float(min(self.initial * self.backoff ** (attempt - 1), self.max_delay))
 
     def allows(self, error: BaseException, attempt: int) -> bool:
+        """Whether ``error``, raised by attempt number ``attempt``, gets another attempt."""
         return attempt < self.max_attempts and isinstance(error, self.retry_on)

@@ -14,7 +14,11 @@ T = TypeVar("T")
 
 
 class Status(enum.StrEnum):
-    """Where an execution is. The last four are terminal."""
+    """Where an execution is. The last four are terminal.
+
+    ``SLEEPING``, ``WAITING`` and ``RETRYING`` wait on a durable timer or a signal;
+    ``COMPENSATION_FAILED`` means a rollback step failed after the execution failed.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -28,6 +32,7 @@ class Status(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
+        """True once the execution has finished: nothing more will run or change."""
         return self.value in TERMINAL_STATUSES
 
 
@@ -41,7 +46,14 @@ class Result(Generic[T]):
 
 @attrs.frozen
 class Execution:
-    """A read-only view of an execution's record."""
+    """A read-only view of an execution's record (``engine.get_execution``).
+
+    ``result`` and ``input`` are as stored (JSON-shaped; ``engine.wait`` restores the
+    result's type). ``error`` is ``{"type", "message", "traceback"}`` for a failed
+    execution. ``waiting_for`` names the signal it waits for and ``wake_at`` its next
+    timer, while it waits. ``attempt`` counts operator retries from 1; ``reason`` says
+    why it reached its status, where that is worth saying (a cancel, a dead-letter).
+    """
 
     id: str
     workflow: str
@@ -109,6 +121,8 @@ class TimedOut:
 
 
 class SignalDelivery(enum.StrEnum):
+    """What happened to a sent signal; see ``SignalOutcome``."""
+
     DELIVERED = "delivered"
     BUFFERED = "buffered"
     REJECTED = "rejected"
@@ -131,6 +145,7 @@ class SignalOutcome:
 
     @property
     def accepted(self) -> bool:
+        """True if the signal was kept (delivered or buffered)."""
         return self.delivery is not SignalDelivery.REJECTED
 
 

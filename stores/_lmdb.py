@@ -229,10 +229,12 @@ class LmdbStore:
             return _layout.get_value(_LmdbTxn(txn, self._dbs), "meta", name)
 
     def map_size(self) -> int:
+        """The current map size in bytes: the ceiling the data file may grow to now."""
         size: int = self._env.info()["map_size"]
         return size
 
     def close(self) -> None:
+        """Close the environment and release the worker lock (idempotent)."""
         if not self._closed:
             self._closed = True
             self._env.close()

@@ -140,7 +140,7 @@ class RemoveTimer:
 class PutSignal:
     """Buffer a signal for an execution, checked in the same transaction.
 
-    Result: a :class:`PutSignalResult`. Unknown or finished executions are refused, and a
+    Result: a ``PutSignalResult``. Unknown or finished executions are refused, and a
     ``dedup_key`` already accepted for the execution is refused as a duplicate (the key is
     remembered after the signal is consumed).
     """

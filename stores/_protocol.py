@@ -17,19 +17,27 @@ from ._model import ExecutionRecord, MailboxEntry, Op, Timer
 
 @runtime_checkable
 class Store(Protocol):
-    #: True when ``apply`` is fast enough to call on the event loop (a memory store), and
-    #: required under a trio ``MockClock`` whose autojump would otherwise run ahead of a
-    #: worker thread.
+    """What the engine needs from storage; ``LmdbStore`` and ``MemoryStore`` provide it.
+
+    Implement it to put durably on other storage; the layout module and the conformance
+    tests define the semantics every op must keep.
+    """
+
     inline: bool
+    """True when ``apply`` is fast enough to call on the event loop (a memory store), and
+    required under a trio ``MockClock``, whose autojump would otherwise run ahead of a
+    worker thread."""
 
     def apply(self, ops: Sequence[Op]) -> list[Any]:
         """Apply ``ops`` in one transaction and return one result per op.
 
-        Raises :class:`durably.StoreError` (or a subclass) if nothing was written.
+        Raises ``durably.StoreError`` (or a subclass) if nothing was written.
         """
         ...
 
-    def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        """The execution's record, or ``None`` for an unknown id."""
+        ...
 
     def read_events(self, execution_id: str, from_seq: int = 0) -> list[bytes]:
         """The execution's events from ``from_seq`` on, in sequence order."""
@@ -61,10 +69,18 @@ class Store(Protocol):
         """The execution id that owns ``key`` for ``workflow``, if any."""
         ...
 
-    def get_schedule(self, schedule_id: str) -> Any | None: ...
+    def get_schedule(self, schedule_id: str) -> Any | None:
+        """The stored schedule ``schedule_id`` (JSON-shaped), or ``None``."""
+        ...
 
-    def list_schedules(self) -> list[tuple[str, Any]]: ...
+    def list_schedules(self) -> list[tuple[str, Any]]:
+        """Every schedule as ``(id, data)``, by id."""
+        ...
 
-    def get_meta(self, name: str) -> Any | None: ...
+    def get_meta(self, name: str) -> Any | None:
+        """A store-wide value, such as the layout's ``schema`` version."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the store (and a worker's lock); further use raises ``StoreClosedError``."""
+        ...
