@@ -51,9 +51,11 @@ class _LmdbTxn:
         return cast("bytes | None", self._txn.get(key, db=self._dbs[table]))
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        _layout.check_key(table, key)
         self._txn.put(key, value, db=self._dbs[table])
 
     def insert(self, table: str, key: bytes, value: bytes) -> bool:
+        _layout.check_key(table, key)
         inserted: bool = self._txn.put(key, value, db=self._dbs[table], overwrite=False)
         return inserted
 
