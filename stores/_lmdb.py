@@ -95,14 +95,25 @@ class LmdbStore:
         self.path = Path(path)
         self.inline = inline
         self.max_map_size = max_map_size
+        self.readonly = readonly
         self._lock_file: IO[str] | None = None
-        self.path.mkdir(parents=True, exist_ok=True)
+        if readonly:
+            if not (self.path / "data.mdb").exists():
+                raise StoreError(
+                    f"there is no store at {self.path} to open read-only; check the path "
+                    "(a worker creates the store when it first opens it)"
+                )
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
         if lock and not readonly:
             self._lock_file = _take_worker_lock(self.path)
+        new = not (self.path / "data.mdb").exists()
         try:
             self._env = lmdb.open(
                 str(self.path),
-                map_size=map_size,
+                # 0 adopts the size stored in an existing environment; a smaller number
+                # would shrink the map to the used size and forget how far it had grown.
+                map_size=map_size if new else 0,
                 max_dbs=len(_layout.TABLES) + 2,
                 sync=sync,
                 metasync=sync,
@@ -110,7 +121,7 @@ class LmdbStore:
                 writemap=False,  # writemap turned a full disk into SIGBUS when measured
                 max_readers=1024,
             )
-            # Reopening with a smaller map_size would shrink the map: keep the larger.
+            # The larger of the configured and the stored size.
             current = self._env.info()["map_size"]
             if current < map_size and not readonly:
                 self._env.set_mapsize(map_size)
@@ -126,22 +137,30 @@ class LmdbStore:
             self._release_lock()
             raise
         self._closed = False
-        if not readonly:
+        try:
             schema = self.get_meta("schema")
-            if schema is None:
+            if schema is None and not readonly:
+                # A new store, or one whose creation was cut short before this write.
                 self.apply([PutMeta("schema", _layout.SCHEMA_VERSION)])
-            elif schema != _layout.SCHEMA_VERSION:
-                self.close()
+            elif schema is not None and schema != _layout.SCHEMA_VERSION:
                 raise CorruptRecordError(
                     f"the store at {self.path} has schema version {schema}; this durably "
                     f"reads version {_layout.SCHEMA_VERSION}. Upgrade durably to open it."
                 )
+        except BaseException:
+            self.close()
+            raise
 
     # --- writes ---
 
     def apply(self, ops: Sequence[Op]) -> list[Any]:
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
+        if self.readonly:
+            raise StoreError(
+                f"the store at {self.path} was opened read-only; open it with "
+                "readonly=False to write"
+            )
         while True:
             try:
                 with self._env.begin(write=True) as txn:
