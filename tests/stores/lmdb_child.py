@@ -34,7 +34,7 @@ def batch_ops(n: int) -> list[Op]:
     """Batch ``n``: one execution with ``events_in(n)`` events, a meta entry, a timer.
 
     Every part names ``n`` and the batch's size, so a reader can tell a complete batch
-    from a partial one. Sizes vary (up to ~40 KiB events) so commits span many pages.
+    from a partial one. Sizes vary (events up to 16 KiB) so commits span many pages.
     """
     count = events_in(n)
     events = [event_body(n, i) for i in range(count)]
@@ -60,7 +60,7 @@ def events_in(n: int) -> int:
 
 def event_body(n: int, i: int) -> bytes:
     head = f"{n}:{i}:".encode()
-    return head + bytes([n % 251]) * ((n * 7919 + i * 104729) % (40 << 10))
+    return head + bytes([n % 251]) * ((n * 7919 + i * 104729) % (16 << 10))
 
 
 def _open(path: str, mode: str) -> LmdbStore:
