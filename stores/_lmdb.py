@@ -126,10 +126,15 @@ class LmdbStore:
             if current < map_size and not readonly:
                 self._env.set_mapsize(map_size)
             self._env.reader_check()
-            self._dbs = {
-                name: self._env.open_db(name.encode(), create=not readonly)
-                for name in _layout.TABLES
-            }
+            self._dbs = {}
+            for name in _layout.TABLES:
+                while True:
+                    try:
+                        self._dbs[name] = self._env.open_db(name.encode(), create=not readonly)
+                        break
+                    except lmdb.MapFullError:
+                        # Creating a table writes too: a tiny map can fill at creation.
+                        self._env.set_mapsize(self._env.info()["map_size"] * 2)
         except lmdb.Error as exc:
             self._release_lock()
             raise StoreError(f"cannot open the LMDB store at {self.path}: {exc}") from exc

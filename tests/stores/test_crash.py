@@ -64,8 +64,9 @@ def _kill_at_random(proc: subprocess.Popen[bytes], rng: random.Random, prefix: b
     if rng.random() < 0.7:
         time.sleep(rng.random() * 0.004)  # the moment of the kill, not a wait for anything
     proc.send_signal(signal.SIGKILL)
-    rest, _ = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    # From the same buffered reader: readline() may have buffered lines already.
+    rest = proc.stdout.read()
+    assert proc.wait() == -signal.SIGKILL
     for line in rest.split(b"\n")[:-1]:  # the last piece has no newline: not reported
         reported.append(int(line.removeprefix(prefix)))
     return reported
