@@ -18,7 +18,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -96,6 +98,10 @@ class LmdbStore:
         self.inline = inline
         self.max_map_size = max_map_size
         self.readonly = readonly
+        # set_mapsize() is only allowed with no transaction open in this process, but
+        # apply() may grow the map in a worker thread while the event loop reads: reads
+        # and resizes exclude each other (measured: reads failed with EINVAL without it).
+        self._resize_lock = threading.Lock()
         self._lock_file: IO[str] | None = None
         if readonly:
             if not (self.path / "data.mdb").exists():
@@ -171,9 +177,11 @@ class LmdbStore:
                 with self._env.begin(write=True) as txn:
                     return _layout.apply_ops(_LmdbTxn(txn, self._dbs), ops)
             except lmdb.MapFullError:
-                self._grow()
+                with self._resize_lock:
+                    self._grow()
             except lmdb.MapResizedError:
-                self._env.set_mapsize(0)  # another process grew it: adopt its size
+                with self._resize_lock:
+                    self._env.set_mapsize(0)  # another process grew it: adopt its size
             except lmdb.Error as exc:
                 raise self._classify(exc) from exc
 
@@ -204,10 +212,18 @@ class LmdbStore:
 
     # --- reads ---
 
-    def _read(self) -> lmdb.Transaction:
+    @contextmanager
+    def _read(self) -> Iterator[lmdb.Transaction]:
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
-        return self._env.begin(buffers=False)
+        with self._resize_lock:
+            try:
+                txn = self._env.begin(buffers=False)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)  # another process grew the map: adopt its size
+                txn = self._env.begin(buffers=False)
+            with txn:
+                yield txn
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         with self._read() as txn:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -309,3 +310,57 @@ def test_new_store_records_its_schema(tmp_path: Path) -> None:
         assert store.get_meta("schema") == SCHEMA_VERSION
     finally:
         store.close()
+
+
+# --- map growth seen from other threads and processes -------------------------------------
+
+
+def test_reads_while_another_thread_grows_the_map(tmp_path: Path) -> None:
+    """The commit actor grows the map in a worker thread while the event loop reads."""
+    store = LmdbStore(tmp_path / "store", map_size=64 * KIB, sync=False)
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for n in range(300):
+                store.apply([CreateExecution(_record(f"e{n:05d}"), [b"x" * (30 * KIB)])])
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        reads = 0
+        while not done.is_set():
+            for record in store.list_executions(limit=20):
+                assert store.read_events(record.id) == [b"x" * (30 * KIB)]
+            reads += 1
+    finally:
+        thread.join()
+    assert not failure, failure
+    assert store.map_size() > 8 << 20 and reads > 0
+    store.close()
+
+
+def test_client_reads_while_the_worker_process_grows_the_map(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    LmdbStore(path, map_size=64 * KIB).close()
+    client = LmdbStore(path, lock=False)
+    writer = _child("writer", path)  # grows its map from 256 KiB while it writes
+    try:
+        assert writer.stdout is not None
+        seen = 0
+        while seen < 150:  # the writer acknowledges batches; the client keeps reading
+            line = writer.stdout.readline()
+            assert line.startswith("acked"), writer.stderr.read() if writer.stderr else line
+            seen = int(line.split()[1])
+            assert (client.get_meta("next") or 0) >= seen + 1
+            assert client.get_execution(f"b{seen:06d}") is not None
+    finally:
+        writer.kill()
+        writer.wait()
+    assert client.map_size() > 1 << 20, "the client never saw the map grow"
+    client.close()
