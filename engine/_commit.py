@@ -9,8 +9,8 @@ Rules of this module:
 - Whatever queued while the previous transaction was being written goes into the next:
   under load batches grow by themselves, alone a batch is one producer's ops.
 - A store error (disk full, ...) fails every producer of that batch. Any other error
-  (an op that cannot apply) is isolated by re-applying each producer's ops alone, so one
-  producer's bad op never fails another's.
+  (an op that cannot apply, or a corrupt record one op read) is isolated by re-applying
+  each producer's ops alone, so one producer's bad op never fails another's.
 - A producer cancelled while waiting still gets its ops committed (they were handed
   over); the wait is shielded, because an execution must know what its log holds.
 - The store runs inline on the event loop when it says it is cheap (``store.inline``) or
@@ -28,7 +28,7 @@ import trio
 
 from durably.stores import Op, Store
 
-from ._errors import StoreError
+from ._errors import CorruptRecordError, StoreError
 
 
 def _refuse_abort(raise_cancel: Any) -> trio.lowlevel.Abort:
@@ -110,10 +110,10 @@ class Committer:
 
     async def commit(self, ops: list[Op]) -> list[Any]:
         """Hand ``ops`` to the next group commit; return their results once durable."""
-        if self._closed:
-            raise StoreError("the engine is shutting down; nothing more is committed")
-        while len(self._pending.ops) >= self._max_batch_ops:
+        while len(self._pending.ops) >= self._max_batch_ops and not self._closed:
             await self._space.wait()  # backpressure: the committer is behind
+        if self._closed:  # also when closed while waiting for space: nothing handed over
+            raise StoreError("the engine is shutting down; nothing more is committed")
         batch = self._pending
         index = len(batch.slices)
         start = len(batch.ops)
@@ -132,18 +132,28 @@ class Committer:
         # Shielded: ops handed over are written even while the engine is being cancelled.
         with trio.CancelScope(shield=True):
             while True:
-                await self._work.wait()
-                self._work = trio.Event()
                 batch = self._pending
-                if not batch.ops and not batch.slices:
+                if not batch.slices:
                     if self._closed:
                         return
+                    # Only an idle actor waits: after close() no new work wakes it.
+                    await self._work.wait()
+                    self._work = trio.Event()
                     continue
                 self._pending = _Batch()
                 space, self._space = self._space, trio.Event()
                 space.set()
-                await self._write(batch)
-                batch.done.set()
+                try:
+                    await self._write(batch)
+                except BaseException as exc:
+                    # Never leave a producer waiting on a batch whose fate is unknown.
+                    for index in range(len(batch.slices)):
+                        batch.errors.setdefault(
+                            index, StoreError(f"the commit actor failed: {exc!r}")
+                        )
+                    raise
+                finally:
+                    batch.done.set()
 
     def close(self) -> None:
         """Stop accepting; ``run`` returns after writing what was handed over."""
@@ -157,6 +167,8 @@ class Committer:
         try:
             batch.results = await self._apply(batch.ops)
             return
+        except CorruptRecordError:
+            pass  # one execution's bad record: isolate it like a bad op
         except StoreError as exc:
             for index in range(len(batch.slices)):
                 batch.errors[index] = exc

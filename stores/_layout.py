@@ -73,6 +73,8 @@ TABLES = (
 )
 
 SCHEMA_VERSION = 1
+#: LMDB's key limit, kept by every store so that a key refused by one is refused by all.
+MAX_KEY_BYTES = 511
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
 #: The frame header (format version, CRC-32 of the body) that ``_codec.frame`` writes.
@@ -99,6 +101,23 @@ class Txn(Protocol):
     def scan(self, table: str, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Items with key >= ``start`` and starting with ``prefix``, in key order."""
         ...
+
+
+def check_key(table: str, key: bytes) -> None:
+    """Refuse a key no store can hold, before anything is written.
+
+    A ``ConfigurationError``, not a ``StoreError``: the op is at fault, not the store, so the
+    commit actor fails only the producer that sent it.
+    """
+    if len(key) > MAX_KEY_BYTES:
+        from durably._errors import ConfigurationError
+
+        shown = key[:60].decode(errors="replace").replace("\x00", "|")
+        raise ConfigurationError(
+            f"a {table} key of {len(key)} bytes is longer than the store's limit of "
+            f"{MAX_KEY_BYTES} ({shown!r}...); use shorter ids (execution, schedule, step "
+            "and timer ids well under 200 characters)"
+        )
 
 
 def _part(text: str) -> bytes:
@@ -200,7 +219,9 @@ def list_executions(
 
 
 def due_timers(txn: Txn, before_ms: int, limit: int | None) -> list[Timer]:
-    out = []
+    out: list[Timer] = []
+    if limit is not None and limit <= 0:
+        return out
     for key, _ in txn.scan("timers", b"", b""):
         timer = _timer_from_key(key)
         if timer.due_ms >= before_ms:

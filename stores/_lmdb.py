@@ -18,7 +18,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -51,9 +53,11 @@ class _LmdbTxn:
         return cast("bytes | None", self._txn.get(key, db=self._dbs[table]))
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        _layout.check_key(table, key)
         self._txn.put(key, value, db=self._dbs[table])
 
     def insert(self, table: str, key: bytes, value: bytes) -> bool:
+        _layout.check_key(table, key)
         inserted: bool = self._txn.put(key, value, db=self._dbs[table], overwrite=False)
         return inserted
 
@@ -95,14 +99,29 @@ class LmdbStore:
         self.path = Path(path)
         self.inline = inline
         self.max_map_size = max_map_size
+        self.readonly = readonly
+        # set_mapsize() is only allowed with no transaction open in this process, but
+        # apply() may grow the map in a worker thread while the event loop reads: reads
+        # and resizes exclude each other (measured: reads failed with EINVAL without it).
+        self._resize_lock = threading.Lock()
         self._lock_file: IO[str] | None = None
-        self.path.mkdir(parents=True, exist_ok=True)
+        if readonly:
+            if not (self.path / "data.mdb").exists():
+                raise StoreError(
+                    f"there is no store at {self.path} to open read-only; check the path "
+                    "(a worker creates the store when it first opens it)"
+                )
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
         if lock and not readonly:
             self._lock_file = _take_worker_lock(self.path)
+        new = not (self.path / "data.mdb").exists()
         try:
             self._env = lmdb.open(
                 str(self.path),
-                map_size=map_size,
+                # 0 adopts the size stored in an existing environment; a smaller number
+                # would shrink the map to the used size and forget how far it had grown.
+                map_size=map_size if new else 0,
                 max_dbs=len(_layout.TABLES) + 2,
                 sync=sync,
                 metasync=sync,
@@ -110,15 +129,20 @@ class LmdbStore:
                 writemap=False,  # writemap turned a full disk into SIGBUS when measured
                 max_readers=1024,
             )
-            # Reopening with a smaller map_size would shrink the map: keep the larger.
+            # The larger of the configured and the stored size.
             current = self._env.info()["map_size"]
             if current < map_size and not readonly:
                 self._env.set_mapsize(map_size)
             self._env.reader_check()
-            self._dbs = {
-                name: self._env.open_db(name.encode(), create=not readonly)
-                for name in _layout.TABLES
-            }
+            self._dbs = {}
+            for name in _layout.TABLES:
+                while True:
+                    try:
+                        self._dbs[name] = self._env.open_db(name.encode(), create=not readonly)
+                        break
+                    except lmdb.MapFullError:
+                        # Creating a table writes too: a tiny map can fill at creation.
+                        self._env.set_mapsize(self._env.info()["map_size"] * 2)
         except lmdb.Error as exc:
             self._release_lock()
             raise StoreError(f"cannot open the LMDB store at {self.path}: {exc}") from exc
@@ -126,30 +150,40 @@ class LmdbStore:
             self._release_lock()
             raise
         self._closed = False
-        if not readonly:
+        try:
             schema = self.get_meta("schema")
-            if schema is None:
+            if schema is None and not readonly:
+                # A new store, or one whose creation was cut short before this write.
                 self.apply([PutMeta("schema", _layout.SCHEMA_VERSION)])
-            elif schema != _layout.SCHEMA_VERSION:
-                self.close()
+            elif schema is not None and schema != _layout.SCHEMA_VERSION:
                 raise CorruptRecordError(
                     f"the store at {self.path} has schema version {schema}; this durably "
                     f"reads version {_layout.SCHEMA_VERSION}. Upgrade durably to open it."
                 )
+        except BaseException:
+            self.close()
+            raise
 
     # --- writes ---
 
     def apply(self, ops: Sequence[Op]) -> list[Any]:
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
+        if self.readonly:
+            raise StoreError(
+                f"the store at {self.path} was opened read-only; open it with "
+                "readonly=False to write"
+            )
         while True:
             try:
                 with self._env.begin(write=True) as txn:
                     return _layout.apply_ops(_LmdbTxn(txn, self._dbs), ops)
             except lmdb.MapFullError:
-                self._grow()
+                with self._resize_lock:
+                    self._grow()
             except lmdb.MapResizedError:
-                self._env.set_mapsize(0)  # another process grew it: adopt its size
+                with self._resize_lock:
+                    self._env.set_mapsize(0)  # another process grew it: adopt its size
             except lmdb.Error as exc:
                 raise self._classify(exc) from exc
 
@@ -180,10 +214,18 @@ class LmdbStore:
 
     # --- reads ---
 
-    def _read(self) -> lmdb.Transaction:
+    @contextmanager
+    def _read(self) -> Iterator[lmdb.Transaction]:
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
-        return self._env.begin(buffers=False)
+        with self._resize_lock:
+            try:
+                txn = self._env.begin(buffers=False)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)  # another process grew the map: adopt its size
+                txn = self._env.begin(buffers=False)
+            with txn:
+                yield txn
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         with self._read() as txn:

@@ -66,6 +66,7 @@ class _MemoryTxn:
         return self._tables[table].data.get(key)
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
+        _layout.check_key(table, key)
         self._remember(table, key)
         self._tables[table].put(key, value)
 
