@@ -279,6 +279,22 @@ def schedules(ctx: click.Context) -> None:
         click.echo("no schedules", err=True)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmark harness (python -m benchmarks; --quick for a smoke run)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").exists():
+        raise _NotFound(
+            "the benchmark harness ships with the source tree: run `durably bench` from an "
+            "editable install of a checkout (pip install -e .)"
+        )
+    completed = subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=root, check=False)
+    sys.exit(completed.returncode)
+
+
 @main.command()
 @click.option("--store", "demo_store", default=None, help="Where to keep the demo's store.")
 @click.option("--phase-one", is_flag=True, hidden=True)

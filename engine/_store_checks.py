@@ -519,12 +519,13 @@ def _check_oversized_keys(c: _Check, store: Store) -> None:
 
 def _check_closed(c: _Check, store: Store) -> None:
     store.close()
-    for name, call in [
+    calls: list[tuple[str, Callable[[], object]]] = [
         ("apply", lambda: store.apply([PutMeta("x", 1)])),
         ("get_execution", lambda: store.get_execution("x")),
         ("read_events", lambda: store.read_events("x")),
         ("list_executions", lambda: store.list_executions()),
-    ]:
+    ]
+    for name, call in calls:
         try:
             call()
         except StoreError:
