@@ -9,8 +9,8 @@ Rules of this module:
 - Whatever queued while the previous transaction was being written goes into the next:
   under load batches grow by themselves, alone a batch is one producer's ops.
 - A store error (disk full, ...) fails every producer of that batch. Any other error
-  (an op that cannot apply) is isolated by re-applying each producer's ops alone, so one
-  producer's bad op never fails another's.
+  (an op that cannot apply, or one that reads a corrupt record) is isolated by re-applying
+  each producer's ops alone, so one producer's bad op never fails another's.
 - A producer cancelled while waiting still gets its ops committed (they were handed
   over); the wait is shielded, because an execution must know what its log holds.
 - The store runs inline on the event loop when it says it is cheap (``store.inline``) or
@@ -28,7 +28,7 @@ import trio
 
 from durably.stores import Op, Store
 
-from ._errors import StoreError
+from ._errors import CorruptRecordError, StoreError
 
 
 class _Batch:
@@ -121,6 +121,8 @@ class Committer:
         try:
             batch.results = await self._apply(batch.ops)
             return
+        except CorruptRecordError:
+            pass  # one execution's corrupt record: isolate it like a bad op
         except StoreError as exc:
             for index in range(len(batch.slices)):
                 batch.errors[index] = exc

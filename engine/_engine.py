@@ -34,6 +34,7 @@ from durably.stores import (
     SignalOutcome,
     Store,
     Timer,
+    quarantined_record,
 )
 
 from . import _codec
@@ -46,6 +47,7 @@ from ._errors import (
     DurablyError,
     ExecutionCancelledError,
     ExecutionFailedError,
+    PayloadError,
     UnknownExecutionError,
     UnknownWorkflowError,
     WaitTimeoutError,
@@ -97,7 +99,12 @@ class Engine:
     ``"warn"`` or ``"error"``) governs sleeps, signal waits and emits without ``step_id=``;
     ``clock`` lets tests share one virtual clock across engine restarts;
     ``max_recovery_attempts`` dead-letters an execution whose replay keeps failing to
-    make progress across restarts.
+    make progress (the process dies, or replay hangs past ``max_replay_seconds`` of trio
+    time without reaching new work; ``None`` disables the bound); ``max_payload_bytes``
+    bounds one encoded value (input, step result, signal payload, outcome): a bigger one
+    raises ``PayloadError`` at the call that produced it and nothing is written;
+    ``store_retry_seconds`` is the first pause before executions stopped by a failing
+    store (a full disk) are tried again (doubling up to a minute).
     """
 
     def __init__(
@@ -110,6 +117,9 @@ class Engine:
         clock: Clock | None = None,
         max_recovery_attempts: int = 5,
         commit_inline: Literal["auto", "always", "never"] = "auto",
+        max_payload_bytes: int = 16 * 1024 * 1024,
+        max_replay_seconds: float | None = 60.0,
+        store_retry_seconds: float = 1.0,
     ) -> None:
         if max_live_executions < 1:
             raise ConfigurationError("max_live_executions must be at least 1")
@@ -125,11 +135,23 @@ class Engine:
         self.implicit_step_ids = implicit_step_ids
         self.clock = clock if clock is not None else Clock()
         self.max_recovery_attempts = max_recovery_attempts
+        if max_payload_bytes < 1:
+            raise ConfigurationError("max_payload_bytes must be at least 1")
+        if max_replay_seconds is not None and not max_replay_seconds > 0:
+            raise ConfigurationError("max_replay_seconds must be positive (or None)")
+        if not store_retry_seconds > 0:
+            raise ConfigurationError("store_retry_seconds must be positive")
+        self.max_payload_bytes = max_payload_bytes
+        self.max_replay_seconds = max_replay_seconds
+        self.store_retry_seconds = store_retry_seconds
+        self._stalled: set[str] = set()
+        self._retrying_stalled = False
         self._commit_inline = commit_inline
         self.live: dict[str, ExecutionActor] = {}
         self.idle: dict[str, ExecutionActor] = {}
         self._runq: dict[str, tuple[str | None, str | None] | None] = {}
         self._replayed_here: set[str] = set()
+        self._replay_slot = trio.Semaphore(1)
         self._finished_events: dict[str, trio.Event] = {}
         self._subscribers: list[Callable[[str, Sequence[Event]], None]] = []
         self._closing = False
@@ -277,6 +299,7 @@ class Engine:
             schedule_id=_schedule_id,
         )
         started = encode(ExecutionStarted(at=now, workflow=definition.name, input=shaped))
+        self._check_size(len(started), f"the input of workflow {definition.name!r}")
         [winner] = await self.committer.commit([CreateExecution(record, [started])])
         if winner == eid:
             self._replayed_here.add(eid)
@@ -329,7 +352,10 @@ class Engine:
     def _get_record(self, execution_id: str) -> ExecutionRecord:
         if not isinstance(execution_id, str) or not execution_id or "\x00" in execution_id:
             raise UnknownExecutionError(str(execution_id))
-        record = self.store.get_execution(execution_id)
+        try:
+            record = self.store.get_execution(execution_id)
+        except CorruptRecordError as exc:
+            return quarantined_record(execution_id, exc)  # shown failed, left as it is
         if record is None:
             raise UnknownExecutionError(execution_id)
         return record
@@ -405,6 +431,7 @@ class Engine:
         if not isinstance(execution_id, str) or "\x00" in execution_id or not execution_id:
             raise UnknownExecutionError(str(execution_id))
         shaped = _codec.check(payload, sig.payload_type, f"payload of signal {sig.name!r}")
+        self._check_size(len(_codec.dump(shaped, "")), f"the payload of signal {sig.name!r}")
         [result] = await self.committer.commit(
             [PutSignal(execution_id, sig.name, shaped, dedup_key)]
         )
@@ -564,6 +591,8 @@ class Engine:
                     break
                 after = page[-1].id
                 for record in page:
+                    if Status(record.status).terminal:
+                        continue
                     if record.workflow not in self._definitions:
                         unknown.add(record.workflow)
                         continue
@@ -638,25 +667,34 @@ class Engine:
 
     async def _run_actor(self, actor: ExecutionActor) -> None:
         eid = actor.execution_id
-        if eid not in self._replayed_here and actor.cancel_reason is None:
-            # First replay of this execution in this process: count it durably *before*
-            # replaying, so that code which kills the process on replay is dead-lettered
-            # after max_recovery_attempts instead of crash-looping forever.
-            self._replayed_here.add(eid)
-            record = actor.record
-            if record.recoveries >= self.max_recovery_attempts:
-                await self._dead_letter(actor)
-                self.actor_exited(actor)
-                return
-            bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
-            try:
-                await self.committer.commit([PutExecution(bumped)])
-            except DurablyError as exc:
-                self.engine_failure(eid, exc)
-                self.actor_exited(actor)
-                return
-            actor.record_ = bumped
-        await actor.run()
+        try:
+            if eid not in self._replayed_here and actor.cancel_reason is None:
+                # First replay of this execution in this process: count it durably
+                # *before* replaying, so that code which kills the process on replay is
+                # dead-lettered after max_recovery_attempts instead of crash-looping.
+                # These replays run one at a time (each until it reaches new work or a
+                # wait): a death is then counted against the execution that caused it,
+                # not against every execution that happened to be replaying beside it.
+                self._replayed_here.add(eid)
+                await self._replay_slot.acquire()
+                actor.replay_slot = self._replay_slot
+                record = actor.record
+                if record.recoveries >= self.max_recovery_attempts:
+                    await self._dead_letter(actor)
+                    self.actor_exited(actor)
+                    return
+                bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
+                try:
+                    await self.committer.commit([PutExecution(bumped)])
+                except DurablyError as exc:
+                    self._replayed_here.discard(eid)  # not counted: count it on the retry
+                    self.engine_failure(eid, exc)
+                    self.actor_exited(actor)
+                    return
+                actor.record_ = bumped
+            await actor.run()
+        finally:
+            actor.release_replay_slot()
 
     async def _dead_letter(self, actor: ExecutionActor) -> None:
         from ._events import ExecutionFailed
@@ -664,7 +702,8 @@ class Engine:
         record = actor.record
         reason = (
             f"dead-lettered: recovery was attempted {record.recoveries} times without "
-            "progress (the process died or hung while replaying it)"
+            "progress (the process died while replaying it, or its replay hung past "
+            "max_replay_seconds); fix the workflow code, then retry the execution"
         )
         error = {"type": "durably.CrashLoop", "message": reason, "traceback": ""}
         actor.seq = len(self.store.read_events(actor.execution_id))
@@ -682,6 +721,9 @@ class Engine:
         self.idle.pop(eid, None)
         if actor.parked and actor.woken:
             self.spawn(eid)  # woken as it parked: the wake must not be lost
+        if actor.hung:
+            self._replayed_here.discard(eid)  # the next attempt counts as a recovery
+            self.spawn(eid)
         while self._runq and len(self.live) < self.max_live_executions and not self._closing:
             next_id = next(iter(self._runq))
             cancel = self._runq.pop(next_id)
@@ -703,7 +745,34 @@ class Engine:
             event.set()
 
     def engine_failure(self, execution_id: str, error: BaseException) -> None:
-        log.error("execution %s is left for recovery: %s", execution_id, error)
+        """The store refused a write of this execution (e.g. a full disk): nothing of it
+        was acknowledged; try the execution again (a replay) once the store accepts writes.
+        """
+        log.error("execution %s stopped, retried later: %s", execution_id, error)
+        self._stalled.add(execution_id)
+        if not self._retrying_stalled and not self._closing:
+            self._retrying_stalled = True
+            self._nursery.start_soon(self._retry_stalled)
+
+    async def _retry_stalled(self) -> None:
+        delay = self.store_retry_seconds
+        try:
+            while self._stalled and not self._closing:
+                await trio.sleep(delay)
+                stalled, self._stalled = self._stalled, set()
+                for eid in stalled:
+                    self.spawn(eid)
+                delay = min(delay * 2, 60.0)
+        finally:
+            self._retrying_stalled = False
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.max_payload_bytes:
+            raise PayloadError(
+                f"{what} is {size} bytes encoded, over max_payload_bytes "
+                f"({self.max_payload_bytes}); nothing was written. Keep large data outside "
+                "the log (a file, an object store) and pass a reference to it."
+            )
 
     async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None:
         """A corrupt log: mark the execution failed (nothing replayed, nothing repaired)."""
