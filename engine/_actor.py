@@ -189,6 +189,10 @@ class ExecutionActor:
         if step_id is not None:
             self.replayer.record(step_id, event)
         self.engine.published(self.execution_id, events)
+        # A cancel that arrived during the (shielded) commit takes effect now that the
+        # actor knows what its log holds; without this, a workflow whose next calls do
+        # not checkpoint would run to its end past the cancel.
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     async def caught_up(self) -> None:
         """Replay has reached new work: durably clear the crash-loop counter *before*
