@@ -672,12 +672,15 @@ class Engine:
                 # First replay of this execution in this process: count it durably
                 # *before* replaying, so that code which kills the process on replay is
                 # dead-lettered after max_recovery_attempts instead of crash-looping.
-                # These replays run one at a time (each until it reaches new work or a
-                # wait): a death is then counted against the execution that caused it,
-                # not against every execution that happened to be replaying beside it.
+                # A suspect (counted before without progress since) replays alone, until
+                # it reaches new work or a wait: a process death is then counted against
+                # it only. An innocent execution counted once for dying beside a culprit
+                # is a suspect next time and clears itself by replaying alone, so it never
+                # reaches the limit; the others replay concurrently, their counts batched.
                 self._replayed_here.add(eid)
-                await self._replay_slot.acquire()
-                actor.replay_slot = self._replay_slot
+                if actor.record.recoveries:
+                    await self._replay_slot.acquire()
+                    actor.replay_slot = self._replay_slot
                 record = actor.record
                 if record.recoveries >= self.max_recovery_attempts:
                     await self._dead_letter(actor)
