@@ -726,7 +726,10 @@ class Engine:
             self.spawn(eid)  # woken as it parked: the wake must not be lost
         if actor.hung:
             self._replayed_here.discard(eid)  # the next attempt counts as a recovery
-            self.spawn(eid)
+            cancel = None
+            if actor.cancel_reason is not None:  # a cancel that met the hang still holds
+                cancel = (actor.cancel_reason, actor.cancel_by)
+            self.spawn(eid, cancel=cancel)
         while self._runq and len(self.live) < self.max_live_executions and not self._closing:
             next_id = next(iter(self._runq))
             cancel = self._runq.pop(next_id)
