@@ -78,8 +78,10 @@ async def effect_crash(store_dir: str, effects: str, die_in_step: bool) -> None:
 
 async def crash_loop(store_dir: str, effects: str, attempts: int) -> None:
     async def note(name: str) -> str:
+        info = durably.current_step()
+        assert info is not None
         with open(effects, "a") as f:  # noqa: ASYNC230 - the side effect itself
-            f.write(f"{name} {os.getpid()}\n")
+            f.write(f"{name} {info.execution_id} {os.getpid()}\n")
         return name
 
     @durably.workflow("doomed")
@@ -100,13 +102,17 @@ async def crash_loop(store_dir: str, effects: str, attempts: int) -> None:
 
     engine = durably.Engine(store_dir, workflows=[healthy, doomed], max_recovery_attempts=attempts)
     async with engine:
-        good = await engine.start(healthy, None, idempotency_key="healthy")
-        bad = await engine.start(doomed, None, idempotency_key="doomed")
-        await engine.wait_settled(good)
-        await engine.wait_settled(bad)
-        views = [await engine.get_execution(e) for e in (good, bad)]
+        # Healthy executions started before and after the doomed one replay beside it.
+        ids = [await engine.start(healthy, None, idempotency_key="healthy-0")]
+        ids.append(await engine.start(doomed, None, idempotency_key="doomed"))
+        ids += [await engine.start(healthy, None, idempotency_key=f"healthy-{i}") for i in (1, 2)]
+        for eid in ids:
+            await engine.wait_settled(eid)
+        views = [await engine.get_execution(e) for e in ids]
         print(
-            json.dumps({v.workflow: {"status": v.status.value, "reason": v.reason} for v in views}),
+            json.dumps(
+                {v.idempotency_key: {"status": v.status.value, "reason": v.reason} for v in views}
+            ),
             flush=True,
         )
 
