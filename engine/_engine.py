@@ -726,7 +726,7 @@ class Engine:
             self.spawn(eid)  # woken as it parked: the wake must not be lost
         if actor.hung:
             self._replayed_here.discard(eid)  # the next attempt counts as a recovery
-            cancel = None
+            cancel: tuple[str | None, str | None] | None = None
             if actor.cancel_reason is not None:  # a cancel that met the hang still holds
                 cancel = (actor.cancel_reason, actor.cancel_by)
             self.spawn(eid, cancel=cancel)
