@@ -14,8 +14,13 @@ Rules of this module:
   stopping) unwinds the workflow with ``_Suspend``. Its state is all in the log; a later
   wake replays it.
 - Supervision: user errors fail the execution (recorded); store errors stop the actor
-  without writing (recovery resumes it); anything else is an engine bug, recorded as the
-  execution's failure rather than taking the engine down.
+  without writing (the engine retries it once the store accepts writes again); anything
+  else is an engine bug, recorded as the execution's failure rather than taking the
+  engine down.
+- Replay hang bound: while the run is still answered from the log (``replayer.replaying``)
+  it must reach new work within ``engine.max_replay_seconds`` of trio time. Replay only
+  reads the log, so a replay that takes longer is awaiting something outside a step; it is
+  cancelled (``_ReplayHung``) and counts as a failed recovery attempt (crash-loop guard).
 """
 
 from __future__ import annotations
@@ -80,6 +85,10 @@ class _Suspend(BaseException):
     """
 
 
+class _ReplayHung(BaseException):
+    """Internal: replay did not reach new work within ``engine.max_replay_seconds``."""
+
+
 class _EngineFailure(BaseException):
     """Internal: the store failed under this execution; stop without writing more."""
 
@@ -100,9 +109,12 @@ class ExecutionActor:
         "execution_id",
         "exited",
         "facts",
+        "hung",
         "park_requested",
         "parked",
         "record_",
+        "replay_guard",
+        "replay_slot",
         "replayer",
         "rollback_round",
         "scope",
@@ -136,6 +148,9 @@ class ExecutionActor:
         self.rollback_round = 0
         self.facts = HistoryFacts()
         self.timeout_timer: Timer | None = None
+        self.replay_guard: trio.CancelScope | None = None
+        self.replay_slot: trio.Semaphore | None = None
+        self.hung = False
         self._staged_events: list[Event] = []
         self._staged_ops: list[Op] = []
         self._staged_changes: dict[str, Any] = {}
@@ -174,6 +189,16 @@ class ExecutionActor:
         except TypeError as exc:
             events.pop()
             raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
+        limit = self.engine.max_payload_bytes
+        if len(raws[-1]) > limit:
+            events.pop()
+            what = f"step {step_id!r}" if step_id is not None else "the workflow's outcome"
+            raise PayloadError(
+                f"{what} of execution {self.execution_id}: the {event.tag} event is "
+                f"{len(raws[-1])} bytes encoded, over max_payload_bytes ({limit}); nothing "
+                "was written. Keep large data outside the log (a file, an object store) and "
+                "record a reference to it, or raise Engine(max_payload_bytes=...)."
+            )
         batch: list[Op] = [Append(self.execution_id, self.seq, raws)]
         if self._staged_changes:
             changes = {**self._staged_changes, **changes}
@@ -196,9 +221,14 @@ class ExecutionActor:
         self._staged_events = []
         self._staged_ops = []
         self._staged_changes = {}
+        self.replay_done()
         if step_id is not None:
             self.replayer.record(step_id, event)
         self.engine.published(self.execution_id, events)
+        # A cancel that arrived during the (shielded) commit takes effect now that the
+        # actor knows what its log holds; without this, a workflow whose next calls do
+        # not checkpoint would run to its end past the cancel.
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     async def caught_up(self) -> None:
         """Replay has reached new work: durably clear the crash-loop counter *before*
@@ -211,6 +241,21 @@ class ExecutionActor:
             except DurablyError as exc:
                 raise _EngineFailure(exc) from exc
             self.record_ = record
+        self.replay_done()
+
+    def replay_done(self) -> None:
+        """Replay reached new work (or a wait): lift the hang bound, free the replay slot."""
+        if self.replayer.replaying:
+            return
+        if self.replay_guard is not None:
+            self.replay_guard.deadline = float("inf")
+            self.replay_guard = None
+        self.release_replay_slot()
+
+    def release_replay_slot(self) -> None:
+        if self.replay_slot is not None:
+            self.replay_slot.release()
+            self.replay_slot = None
 
     async def put_record(self, ops: list[Op], **changes: Any) -> None:
         """Durably change the record (with what is staged) where no event is due.
@@ -247,6 +292,7 @@ class ExecutionActor:
         by the next wait; one that arrives as it parks makes the engine run it again.
         """
         engine = self.engine
+        self.replay_done()
         if timer is not None:
             engine.scheduler.arm(timer)
         if self.woken:
@@ -279,6 +325,14 @@ class ExecutionActor:
             engine.engine_failure(self.execution_id, exc.error)
         except _Suspend:
             self.parked = True
+        except _ReplayHung:
+            bound = engine.max_replay_seconds
+            log.error(
+                "execution %s: replay did not reach new work within %s s (max_replay_seconds)",
+                self.execution_id,
+                bound,
+            )
+            self.hung = True  # the engine counts it as a failed recovery and tries again
         except Exception as exc:  # an engine bug: record it, never take the engine down
             log.exception("internal error in execution %s", self.execution_id)
             try:
@@ -340,9 +394,17 @@ class ExecutionActor:
             )
             timed_out = trio.current_time() >= deadline
             if not timed_out:
-                with trio.move_on_at(deadline) as timeout_scope:
+                guard = trio.CancelScope()
+                bound = engine.max_replay_seconds
+                if bound is not None and self.replayer.replaying:
+                    guard.deadline = trio.current_time() + bound
+                    self.replay_guard = guard
+                with trio.move_on_at(deadline) as timeout_scope, guard:
                     result = await definition.fn(ctx, data)
                 timed_out = timeout_scope.cancelled_caught
+                if guard.cancelled_caught:
+                    raise _ReplayHung
+                self.replay_guard = None
             if timed_out:
                 raise WorkflowTimeoutError(
                     f"execution {eid} timed out: workflow {definition.name!r} allows "
@@ -351,7 +413,7 @@ class ExecutionActor:
                 )
             self.replayer.finish()
             shaped = _codec.shape(result, f"result of workflow {definition.name!r}")
-        except (_Suspend, _EngineFailure, trio.Cancelled):
+        except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):
             raise
         except _CompensationFailure as exc:
             await self._finish(
@@ -378,9 +440,17 @@ class ExecutionActor:
                 ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
             )
             return
-        await self._finish(
-            ExecutionCompleted(at=engine.clock.now_ms(), result=shaped), "completed", result=shaped
-        )
+        try:
+            await self._finish(
+                ExecutionCompleted(at=engine.clock.now_ms(), result=shaped),
+                "completed",
+                result=shaped,
+            )
+        except PayloadError as exc:  # the result is over max_payload_bytes: fail, clearly
+            info = error_info(exc)
+            await self._finish(
+                ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
+            )
 
     async def _finish_cancelled(self) -> None:
         # Consume the durable cancellation request(s) in the same transaction.

@@ -35,6 +35,7 @@ from durably.stores import (
     SignalOutcome,
     Store,
     Timer,
+    quarantined_record,
 )
 
 from . import _codec, _wire
@@ -51,6 +52,7 @@ from ._errors import (
     ExecutionCancelledError,
     ExecutionFailedError,
     OperatorError,
+    PayloadError,
     UnknownExecutionError,
     UnknownWorkflowError,
     WaitTimeoutError,
@@ -103,10 +105,16 @@ class Engine:
     ``"warn"`` or ``"error"``) governs sleeps, signal waits and emits without ``step_id=``;
     ``clock`` lets tests share one virtual clock across engine restarts;
     ``max_recovery_attempts`` dead-letters an execution whose replay keeps failing to
-    make progress across restarts; ``commit_inline`` (``"auto"``, ``"always"``,
-    ``"never"``) says when a batch is written on the event loop rather than in a worker
-    thread. ``worker=False`` makes a client (see ``durably.Client``), which re-reads the
-    store every ``poll_interval`` seconds while it waits in case a wake-up is lost.
+    make progress (the process dies, or replay hangs past ``max_replay_seconds`` of trio
+    time without reaching new work; ``None`` disables the bound); ``commit_inline``
+    (``"auto"``, ``"always"``, ``"never"``) says when a batch is written on the event loop
+    rather than in a worker thread; ``worker=False`` makes a client (see
+    ``durably.Client``), which re-reads the store every ``poll_interval`` seconds while it
+    waits in case a wake-up is lost; ``max_payload_bytes``
+    bounds one encoded value (input, step result, signal payload, outcome): a bigger one
+    raises ``PayloadError`` at the call that produced it and nothing is written;
+    ``store_retry_seconds`` is the first pause before executions stopped by a failing
+    store (a full disk) are tried again (doubling up to a minute).
     """
 
     def __init__(
@@ -121,6 +129,9 @@ class Engine:
         commit_inline: Literal["auto", "always", "never"] = "auto",
         worker: bool = True,
         poll_interval: float = 1.0,
+        max_payload_bytes: int = 16 * 1024 * 1024,
+        max_replay_seconds: float | None = 60.0,
+        store_retry_seconds: float = 1.0,
     ) -> None:
         if max_live_executions < 1:
             raise ConfigurationError("max_live_executions must be at least 1")
@@ -136,6 +147,17 @@ class Engine:
         self.implicit_step_ids = implicit_step_ids
         self.clock = clock if clock is not None else Clock()
         self.max_recovery_attempts = max_recovery_attempts
+        if max_payload_bytes < 1:
+            raise ConfigurationError("max_payload_bytes must be at least 1")
+        if max_replay_seconds is not None and not max_replay_seconds > 0:
+            raise ConfigurationError("max_replay_seconds must be positive (or None)")
+        if not store_retry_seconds > 0:
+            raise ConfigurationError("store_retry_seconds must be positive")
+        self.max_payload_bytes = max_payload_bytes
+        self.max_replay_seconds = max_replay_seconds
+        self.store_retry_seconds = store_retry_seconds
+        self._stalled: set[str] = set()
+        self._retrying_stalled = False
         self._commit_inline = commit_inline
         self.worker = worker
         self.poll_interval = poll_interval
@@ -150,6 +172,7 @@ class Engine:
         self.idle: dict[str, ExecutionActor] = {}
         self._runq: dict[str, tuple[str | None, str | None] | None] = {}
         self._replayed_here: set[str] = set()
+        self._replay_slot = trio.Semaphore(1)
         self._finished_events: dict[str, trio.Event] = {}
         self._subscribers: list[Callable[[str, Sequence[Event]], None]] = []
         self._bus: Bus | None = None
@@ -322,7 +345,9 @@ class Engine:
             schedule_id=_schedule_id,
         )
         first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
-        [winner] = await self.committer.commit([CreateExecution(record, [encode(first)])])
+        started = encode(first)
+        self._check_size(len(started), f"the input of workflow {definition.name!r}")
+        [winner] = await self.committer.commit([CreateExecution(record, [started])])
         if winner == eid:
             if self._bus is not None:
                 self._bus.publish(eid, [first], 0)
@@ -373,7 +398,10 @@ class Engine:
     def _get_record(self, execution_id: str) -> ExecutionRecord:
         if not isinstance(execution_id, str) or not execution_id or "\x00" in execution_id:
             raise UnknownExecutionError(str(execution_id))
-        record = self.store.get_execution(execution_id)
+        try:
+            record = self.store.get_execution(execution_id)
+        except CorruptRecordError as exc:
+            return quarantined_record(execution_id, exc)  # shown failed, left as it is
         if record is None:
             raise UnknownExecutionError(execution_id)
         return record
@@ -419,13 +447,19 @@ class Engine:
         record = self._get_record(execution_id)
         if Status(record.status).terminal:
             return
-        # The request is made durable first (in the mailbox, under a reserved name), so
-        # a worker that crashes before the actor records the cancellation still honours
-        # it on recovery, and a client's cancel reaches the worker through the store.
+        # The request is made durable (in the mailbox, under a reserved name), so that a
+        # worker that crashes before the actor records the cancellation still honours it
+        # on recovery, and a client's cancel reaches the worker through the store. A
+        # worker tells its live actor at once, not after that commit: the cancellation
+        # lands at the actor's next checkpoint, and is recorded (with the request taken)
+        # by the actor itself.
+        if self.worker:
+            self.spawn(execution_id, cancel=(reason, by))
         await self.committer.commit(
             [PutSignal(execution_id, CANCEL_SIGNAL, {"reason": reason, "by": by})]
         )
-        self.spawn(execution_id, cancel=(reason, by))
+        if not self.worker:
+            self.spawn(execution_id, cancel=(reason, by))
 
     async def wait_settled(self, execution_id: str) -> None:
         """Wait until the execution is terminal (no result, no raise)."""
@@ -522,6 +556,7 @@ class Engine:
         if not isinstance(execution_id, str) or "\x00" in execution_id or not execution_id:
             raise UnknownExecutionError(str(execution_id))
         shaped = _codec.check(payload, sig.payload_type, f"payload of signal {sig.name!r}")
+        self._check_size(len(_codec.dump(shaped, "")), f"the payload of signal {sig.name!r}")
         [result] = await self.committer.commit(
             [PutSignal(execution_id, sig.name, shaped, dedup_key)]
         )
@@ -687,6 +722,8 @@ class Engine:
                     break
                 after = page[-1].id
                 for record in page:
+                    if Status(record.status).terminal:
+                        continue
                     if record.workflow not in self._definitions:
                         unknown.add(record.workflow)
                         continue
@@ -772,25 +809,37 @@ class Engine:
 
     async def _run_actor(self, actor: ExecutionActor) -> None:
         eid = actor.execution_id
-        if eid not in self._replayed_here and actor.cancel_reason is None:
-            # First replay of this execution in this process: count it durably *before*
-            # replaying, so that code which kills the process on replay is dead-lettered
-            # after max_recovery_attempts instead of crash-looping forever.
-            self._replayed_here.add(eid)
-            record = actor.record
-            if record.recoveries >= self.max_recovery_attempts:
-                await self._dead_letter(actor)
-                self.actor_exited(actor)
-                return
-            bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
-            try:
-                await self.committer.commit([PutExecution(bumped)])
-            except DurablyError as exc:
-                self.engine_failure(eid, exc)
-                self.actor_exited(actor)
-                return
-            actor.record_ = bumped
-        await actor.run()
+        try:
+            if eid not in self._replayed_here and actor.cancel_reason is None:
+                # First replay of this execution in this process: count it durably
+                # *before* replaying, so that code which kills the process on replay is
+                # dead-lettered after max_recovery_attempts instead of crash-looping.
+                # A suspect (counted before without progress since) replays alone, until
+                # it reaches new work or a wait: a process death is then counted against
+                # it only. An innocent execution counted once for dying beside a culprit
+                # is a suspect next time and clears itself by replaying alone, so it never
+                # reaches the limit; the others replay concurrently, their counts batched.
+                self._replayed_here.add(eid)
+                if actor.record.recoveries:
+                    await self._replay_slot.acquire()
+                    actor.replay_slot = self._replay_slot
+                record = actor.record
+                if record.recoveries >= self.max_recovery_attempts:
+                    await self._dead_letter(actor)
+                    self.actor_exited(actor)
+                    return
+                bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
+                try:
+                    await self.committer.commit([PutExecution(bumped)])
+                except DurablyError as exc:
+                    self._replayed_here.discard(eid)  # not counted: count it on the retry
+                    self.engine_failure(eid, exc)
+                    self.actor_exited(actor)
+                    return
+                actor.record_ = bumped
+            await actor.run()
+        finally:
+            actor.release_replay_slot()
 
     async def _dead_letter(self, actor: ExecutionActor) -> None:
         from ._events import ExecutionFailed
@@ -798,7 +847,8 @@ class Engine:
         record = actor.record
         reason = (
             f"dead-lettered: recovery was attempted {record.recoveries} times without "
-            "progress (the process died or hung while replaying it)"
+            "progress (the process died while replaying it, or its replay hung past "
+            "max_replay_seconds); fix the workflow code, then retry the execution"
         )
         error = {"type": "durably.CrashLoop", "message": reason, "traceback": ""}
         actor.seq = len(self.store.read_events(actor.execution_id))
@@ -817,6 +867,12 @@ class Engine:
         self.idle.pop(eid, None)
         if actor.parked and actor.woken:
             self.spawn(eid)  # woken as it parked: the wake must not be lost
+        if actor.hung:
+            self._replayed_here.discard(eid)  # the next attempt counts as a recovery
+            cancel: tuple[str | None, str | None] | None = None
+            if actor.cancel_reason is not None:  # a cancel that met the hang still holds
+                cancel = (actor.cancel_reason, actor.cancel_by)
+            self.spawn(eid, cancel=cancel)
         while self._runq and len(self.live) < self.max_live_executions and not self._closing:
             next_id = next(iter(self._runq))
             cancel = self._runq.pop(next_id)
@@ -999,7 +1055,34 @@ class Engine:
             await _wire.send(self._hint_socket, target, message)
 
     def engine_failure(self, execution_id: str, error: BaseException) -> None:
-        log.error("execution %s is left for recovery: %s", execution_id, error)
+        """The store refused a write of this execution (e.g. a full disk): nothing of it
+        was acknowledged; try the execution again (a replay) once the store accepts writes.
+        """
+        log.error("execution %s stopped, retried later: %s", execution_id, error)
+        self._stalled.add(execution_id)
+        if not self._retrying_stalled and not self._closing:
+            self._retrying_stalled = True
+            self._nursery.start_soon(self._retry_stalled)
+
+    async def _retry_stalled(self) -> None:
+        delay = self.store_retry_seconds
+        try:
+            while self._stalled and not self._closing:
+                await trio.sleep(delay)
+                stalled, self._stalled = self._stalled, set()
+                for eid in stalled:
+                    self.spawn(eid)
+                delay = min(delay * 2, 60.0)
+        finally:
+            self._retrying_stalled = False
+
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.max_payload_bytes:
+            raise PayloadError(
+                f"{what} is {size} bytes encoded, over max_payload_bytes "
+                f"({self.max_payload_bytes}); nothing was written. Keep large data outside "
+                "the log (a file, an object store) and pass a reference to it."
+            )
 
     async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None:
         """A corrupt log: mark the execution failed (nothing replayed, nothing repaired)."""

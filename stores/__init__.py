@@ -64,6 +64,9 @@ from ._model import (
 from ._model import (
     Timer as Timer,
 )
+from ._model import (
+    quarantined_record as quarantined_record,
+)
 from ._protocol import Store as Store
 
 __all__ = [
@@ -89,4 +92,5 @@ __all__ = [
     "Store",
     "TakeSignal",
     "Timer",
+    "quarantined_record",
 ]

@@ -9,7 +9,7 @@ Tables and keys (integers big-endian so that byte order is numeric order)::
     executions   eid                                -> framed record
     events       eid 0x00 seq:u32                   -> framed event (opaque bytes)
     by_status    status 0x00 eid                    -> b""
-    timers       due_ms:u64 owner 0x00 timer_id     -> b""
+    timers       due_ms:u64 owner 0x00 timer_id     -> b"" (or the timer id, if hashed)
     mailbox      eid 0x00 seq:u32                   -> framed {signal, payload, dedup_key}
     mailbox_seq  eid                                -> next mailbox seq:u32
     dedup        eid 0x00 key-or-hash               -> seq:u32
@@ -27,6 +27,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 from zlib import crc32
+
+from durably._errors import CorruptRecordError
 
 from ._codec import (
     FORMAT_VERSION,
@@ -57,6 +59,7 @@ from ._model import (
     SignalOutcome,
     TakeSignal,
     Timer,
+    quarantined_record,
 )
 
 TABLES = (
@@ -136,13 +139,18 @@ def _status_key(status: str, eid: str) -> bytes:
 
 
 def timer_key(timer: Timer) -> bytes:
-    return _U64.pack(timer.due_ms) + timer.owner.encode() + b"\x00" + timer.timer_id.encode()
+    # A timer id is a step id, which may be long: _part hashes it, and the value keeps it.
+    return _U64.pack(timer.due_ms) + timer.owner.encode() + b"\x00" + _part(timer.timer_id)
 
 
-def _timer_from_key(key: bytes) -> Timer:
+def _timer_value(timer: Timer) -> bytes:
+    return b"" if len(timer.timer_id.encode()) <= _MAX_KEY_PART else timer.timer_id.encode()
+
+
+def _timer_from_item(key: bytes, value: bytes) -> Timer:
     due = _U64.unpack_from(key)[0]
     owner, _, timer_id = key[8:].partition(b"\x00")
-    return Timer(due, owner.decode(), timer_id.decode())
+    return Timer(due, owner.decode(), value.decode() if value else timer_id.decode())
 
 
 def _idem_key(workflow: str, key: str) -> bytes:
@@ -170,8 +178,6 @@ def read_events(txn: Txn, eid: str, from_seq: int) -> list[bytes]:
     for key, raw in txn.scan("events", prefix + _U32.pack(from_seq), prefix):
         seq = _U32.unpack_from(key, start)[0]
         if seq != expected:
-            from durably._errors import CorruptRecordError
-
             raise CorruptRecordError(
                 f"event {expected} of execution {eid} is missing (found {seq})",
                 execution_id=eid,
@@ -199,7 +205,10 @@ def list_executions(
         start = prefix + (after.encode() + b"\x00" if after else b"")
         for key, _ in txn.scan("by_status", start, prefix):
             eid = key[len(prefix) :].decode()
-            record = get_execution(txn, eid)
+            try:
+                record = get_execution(txn, eid)
+            except CorruptRecordError:
+                continue  # in no status: get_execution and unfiltered listings show it
             if record is None or (workflow is not None and record.workflow != workflow):
                 continue
             out.append(record)
@@ -209,7 +218,10 @@ def list_executions(
     start = after.encode() + b"\x00" if after else b""
     for key, raw in txn.scan("executions", start, b""):
         eid = key.decode()
-        record = decode_record(unframe(raw, f"record of execution {eid}", eid))
+        try:
+            record = decode_record(unframe(raw, f"record of execution {eid}", eid))
+        except CorruptRecordError as exc:
+            record = quarantined_record(eid, exc)
         if workflow is not None and record.workflow != workflow:
             continue
         out.append(record)
@@ -222,8 +234,8 @@ def due_timers(txn: Txn, before_ms: int, limit: int | None) -> list[Timer]:
     out: list[Timer] = []
     if limit is not None and limit <= 0:
         return out
-    for key, _ in txn.scan("timers", b"", b""):
-        timer = _timer_from_key(key)
+    for key, value in txn.scan("timers", b"", b""):
+        timer = _timer_from_item(key, value)
         if timer.due_ms >= before_ms:
             break
         out.append(timer)
@@ -328,7 +340,7 @@ def apply_op(txn: Txn, op: Op) -> Any:
         case CreateExecution():
             return _create(txn, op)
         case AddTimer(timer=timer):
-            txn.put("timers", timer_key(timer), b"")
+            txn.put("timers", timer_key(timer), _timer_value(timer))
             return None
         case RemoveTimer(timer=timer):
             txn.delete("timers", timer_key(timer))

@@ -184,6 +184,10 @@ class LmdbStore:
             except lmdb.MapResizedError:
                 with self._resize_lock:
                     self._env.set_mapsize(0)  # another process grew it: adopt its size
+            except lmdb.BadValsizeError as exc:
+                # A bad op, not a failed store: not a StoreError, so that group commit
+                # fails only the producer that sent it.
+                raise ValueError(f"a key or value does not fit LMDB: {exc}") from exc
             except lmdb.Error as exc:
                 raise self._classify(exc) from exc
 

@@ -52,6 +52,23 @@ class ExecutionRecord:
     reason: str | None = None
 
 
+def quarantined_record(execution_id: str, error: Exception) -> ExecutionRecord:
+    """What a listing (and the engine) shows for an execution whose record cannot be read.
+
+    Nothing is written: the corrupt bytes stay as they are for whoever restores them.
+    """
+    return ExecutionRecord(
+        id=execution_id,
+        workflow="",
+        status="failed",
+        input=None,
+        created_ms=0,
+        updated_ms=0,
+        error={"type": "durably.CorruptRecordError", "message": str(error), "traceback": ""},
+        reason="quarantined: its record is corrupt; restore the store from a backup",
+    )
+
+
 @attrs.frozen(order=True)
 class Timer:
     """One entry of the timers index, ordered by due time.

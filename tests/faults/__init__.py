@@ -1,0 +1,1 @@
+"""Fault-catalogue tests (docs/reliability.md); README.md maps entries to tests."""
