@@ -1,7 +1,9 @@
 """pytest fixtures for testing durably workflows (loaded by pytest through an entry point).
 
-``durably_engine`` is a running engine on a fresh ``MemoryStore`` in virtual time (it takes
-pytest-trio's ``autojump_clock``), so a test is: register the workflow, start it, assert.
+``durably_engine`` is a running engine on a fresh ``MemoryStore`` in virtual time, so a
+test is: register the workflow, start it, assert. The test itself must also take
+pytest-trio's ``autojump_clock``: pytest-trio picks the clock of a run from the test
+function's own arguments only.
 ``durably_store`` is the store under it, for tests that restart an engine over the same
 log with :func:`durably.testing.virtual_engine`.
 """
