@@ -83,8 +83,10 @@ __all__ = [
 #: that signal. Deliveries are made in sequence order, one after another.
 Delivery = tuple[float | Literal["waiting"], Signal[Any] | str, Any]
 
-#: Fields of a stored event that legitimately differ between runs of the same history.
-_VOLATILE = frozenset(("at", "duration_ms"))
+#: Fields of a stored event that legitimately differ between runs of the same history:
+#: durations are real time. Timestamps (``at``) are virtual and restarts happen at the
+#: same virtual instant, so they must match: a deadline recomputed on replay shows there.
+_VOLATILE = frozenset(("duration_ms",))
 _TERMINAL = frozenset(s.value for s in Status if s.terminal)
 _DEFAULT_HORIZON = 366 * 24 * 3600.0
 
@@ -135,8 +137,8 @@ class ReplayReport:
 def normalize_event(raw: bytes) -> dict[str, Any]:
     """A stored event as a dict without what differs between equal runs.
 
-    Drops timestamps and durations, and the traceback of recorded errors (it names the
-    frames of the run that raised, which a replay does not reproduce).
+    Drops durations (real time) and the traceback of recorded errors (it names the frames
+    of the run that raised, which a replay does not reproduce).
     """
     data: dict[str, Any] = orjson.loads(raw)
     out: dict[str, Any] = {}
@@ -172,6 +174,9 @@ class _Observed:
     """The batch the interrupted engine could not commit."""
     durable_at_cut: list[bytes]
     """The execution's events that were durable when the engine was stopped."""
+    unrecorded_values: int
+    """``ctx.random()``/``ctx.uuid()`` values the workflow got that the log lacks (0 unless
+    the engine is wrong; only counted once the execution finished)."""
 
 
 # --- the interrupting store ---------------------------------------------------------------
@@ -262,10 +267,15 @@ class _Entropy:
     def __init__(self, seed: int) -> None:
         self.seed = seed
         self.counts: dict[str, int] = {}
+        self.drawn = 0
+        """Values drawn since the engine (re)started: each must reach the log."""
+        self.durable = 0
+        """Values the log held when the engine restarted."""
 
     def _rng(self, kind: str) -> _random_module.Random:
         n = self.counts.get(kind, 0)
         self.counts[kind] = n + 1
+        self.drawn += 1
         return _random_module.Random(f"{self.seed}:{kind}:{n}")
 
     def random(self) -> float:
@@ -276,10 +286,26 @@ class _Entropy:
 
     def resume_from(self, raws: Iterable[bytes]) -> None:
         self.counts = {}
+        self.drawn = 0
         for raw in raws:
             data = orjson.loads(raw)
             if data.get("t") == "value" and data.get("kind") in ("random", "uuid"):
                 self.counts[data["kind"]] = self.counts.get(data["kind"], 0) + 1
+        self.durable = sum(self.counts.values())
+
+    def unrecorded(self, raws: Iterable[bytes]) -> int:
+        """How many values drawn since the restart the final log does not hold.
+
+        Without this check the seeding would hide an engine that forgets to record a
+        value: each replay would draw it again, identically.
+        """
+        recorded = sum(
+            1
+            for raw in raws
+            if (data := orjson.loads(raw)).get("t") == "value"
+            and data.get("kind") in ("random", "uuid")
+        )
+        return self.drawn - (recorded - self.durable)
 
 
 _CUT_MESSAGE = "durably.testing: the engine was stopped at this boundary"
@@ -471,6 +497,9 @@ class _Run:
             batches=cut.batches,
             refused=cut.refused,
             durable_at_cut=durable_at_cut,
+            unrecorded_values=self.entropy.unrecorded(raws)
+            if record is not None and record.status in _TERMINAL
+            else 0,
         )
 
 
@@ -565,6 +594,20 @@ def _first_step_diff(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | 
 # --- the checks ---------------------------------------------------------------------------
 
 
+def _check_values(label: str, boundary: int | None, run: _Observed) -> None:
+    if run.unrecorded_values:
+        where = "the uninterrupted run" if boundary is None else f"boundary {boundary}"
+        raise ReplayMismatch(
+            f"{label}: at {where}, the workflow got {run.unrecorded_values} value(s) from "
+            "ctx.random()/ctx.uuid() that its log does not record: a replay would see "
+            "different values (a durably bug: please report it)",
+            boundary=boundary,
+            step_id=None,
+            recorded=None,
+            attempted=run.unrecorded_values,
+        )
+
+
 def _require_mock_clock(what: str) -> None:
     if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
         raise ConfigurationError(
@@ -621,6 +664,7 @@ async def _check(
 
     recorder = make(None, None)
     base = await recorder.run()
+    _check_values(label, None, base)
     total = base.commits
     chosen = range(total) if boundaries is None else sorted(set(boundaries))
     checked = 0
@@ -629,6 +673,7 @@ async def _check(
             continue
         run = await make(k, resume_with).run()
         checked += 1
+        _check_values(label, k, run)
         if resume_with is not None:
             if run.error is not None and "NonDeterminism" in str(run.error.get("type")):
                 raise ReplayMismatch(

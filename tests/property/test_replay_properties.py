@@ -145,6 +145,7 @@ def test_a_run_interrupted_at_any_boundary_resumes_identically(
     note(f"uninterrupted: {base.status} {base.result} after {base.commits} commits")
     check_bodies_ran_once(base, tracker)
     check_signals(base, plan)
+    assert base.unrecorded_values == 0
     assert base.error is None or "NonDeterminism" not in base.error["type"]
     for cut in range(base.commits):
         tracker = Tracker()
@@ -156,6 +157,7 @@ def test_a_run_interrupted_at_any_boundary_resumes_identically(
         )
         check_bodies_ran_once(resumed, tracker)
         check_signals(resumed, plan)
+        assert resumed.unrecorded_values == 0
 
 
 @given(programs(), signal_plans(), st.data())
