@@ -9,7 +9,9 @@ outcome and the same recorded history as the uninterrupted one; if not, it raise
 recorded and what the code did.
 
 Restarts happen at the same virtual instant (no downtime), so that timers and signals land
-exactly as in the first run and any difference is the workflow's or the engine's doing.
+exactly as in the first run and any difference is the workflow's or the engine's doing. A
+signal due in the same millisecond as a timer of the workflow is delivered just after the
+timer fired, in every run: in production that tie is a race, here it has one answer.
 ``ctx.random()`` and ``ctx.uuid()`` draw from a seeded source while a check runs: the n-th
 value an execution records is the same in every run, which is what lets a value that was
 lost in the crash (drawn, not yet committed) be drawn again identically.
@@ -79,8 +81,9 @@ __all__ = [
 ]
 
 #: One signal delivery: ``(when, signal, payload)``. ``when`` is seconds after the
-#: execution started (virtual time), or ``"waiting"``: as soon as the execution waits for
-#: that signal. Deliveries are made in sequence order, one after another.
+#: execution started (virtual time, to the millisecond; a timer of the workflow due in the
+#: same millisecond fires first), or ``"waiting"``: as soon as the execution waits for
+#: that signal with none of it buffered. Deliveries are made in sequence order.
 Delivery = tuple[float | Literal["waiting"], Signal[Any] | str, Any]
 
 #: Fields of a stored event that legitimately differ between runs of the same history:
@@ -89,6 +92,9 @@ Delivery = tuple[float | Literal["waiting"], Signal[Any] | str, Any]
 _VOLATILE = frozenset(("duration_ms",))
 _TERMINAL = frozenset(s.value for s in Status if s.terminal)
 _DEFAULT_HORIZON = 366 * 24 * 3600.0
+#: Seconds after a millisecond's timers have fired that a delivery due then is made
+#: (under the clock's half-millisecond slack, so it stays within the same millisecond).
+_AFTER_TIMERS = 0.0002
 
 
 # --- results and the mismatch report ------------------------------------------------------
@@ -407,7 +413,9 @@ class _Run:
 
     async def _run(self, inner: Store) -> _Observed:
         self._inner = inner
-        clock = Clock(self.start)
+        clock = self.clock = Clock(self.start)
+        clock.bind()
+        self.start_ms = clock.now_ms()
         cut = _CutStore(inner, self.cut)
         self.t0 = trio.current_time()
         with _seeded(self.entropy):
@@ -464,11 +472,21 @@ class _Run:
                     record = engine.store.get_execution(self.eid)
                     if record is None or record.status in _TERMINAL:
                         return
-                    if record.waiting_signal == name:
+                    # Waiting for it with none of it buffered: right after a delivery the
+                    # record still says "waiting" until the execution consumes it, and a
+                    # second delivery then would race the first one's consumption.
+                    if record.waiting_signal == name and not any(
+                        entry.signal == name for entry in engine.store.mailbox(self.eid)
+                    ):
                         break
                     await changed[0].wait()
             else:
-                await trio.sleep_until(self.t0 + float(when))
+                # Through the engine's clock, to the millisecond, so the delivery has the
+                # same timestamp in every run wherever the run sits on the trio timeline;
+                # and a moment after the engine's own deadline for that millisecond, so a
+                # timer due then has fired first, in every run (a tie is otherwise a race).
+                due = self.clock.deadline(self.start_ms + round(when * 1000))
+                await trio.sleep_until(due + _AFTER_TIMERS)
             try:
                 outcome = await engine.signal(self.eid, signal, payload)
             except StoreError:

@@ -31,7 +31,16 @@ from durably.testing import (
     snapshot_execution,
 )
 
-from .programs import Program, Tracker, explicit_ids, interpreter, programs, signal_plans
+from .programs import (
+    PLANS,
+    Program,
+    Tracker,
+    count,
+    explicit_ids,
+    interpreter,
+    programs,
+    signal_plans,
+)
 
 HORIZON = 20_000.0
 
@@ -99,8 +108,8 @@ def check_bodies_ran_once(observed: _Observed, tracker: Tracker) -> None:
     by_phase = Counter(
         (phase, kind, ident, attempt) for phase, kind, ident, attempt in tracker.runs
     )
-    for (phase, kind, ident, attempt), count in by_phase.items():
-        assert count == 1, f"{kind} {ident!r} attempt {attempt} ran {count} times in phase {phase}"
+    for (phase, kind, ident, attempt), runs in by_phase.items():
+        assert runs == 1, f"{kind} {ident!r} attempt {attempt} ran {runs} times in phase {phase}"
         if phase == 2:
             assert (kind, ident, attempt) not in durable, (
                 f"{kind} {ident!r} attempt {attempt} ran again although its outcome was durable"
@@ -133,7 +142,13 @@ def check_signals(observed: _Observed, plan: list[Delivery]) -> None:
 
 
 def same_outcome(a: _Observed, b: _Observed) -> bool:
-    return (a.status, a.result, a.error, a.history) == (b.status, b.result, b.error, b.history)
+    return (a.status, a.result, a.error, a.history, a.mailbox) == (
+        b.status,
+        b.result,
+        b.error,
+        b.history,
+        b.mailbox,
+    )
 
 
 @given(programs(), signal_plans())
@@ -146,6 +161,9 @@ def test_a_run_interrupted_at_any_boundary_resumes_identically(
     check_bodies_ran_once(base, tracker)
     check_signals(base, plan)
     assert base.unrecorded_values == 0
+    count("programs")
+    count("signals delivered", len(base.accepted))
+    PLANS.add(repr(plan))
     assert base.error is None or "NonDeterminism" not in base.error["type"]
     for cut in range(base.commits):
         tracker = Tracker()
@@ -158,6 +176,7 @@ def test_a_run_interrupted_at_any_boundary_resumes_identically(
         check_bodies_ran_once(resumed, tracker)
         check_signals(resumed, plan)
         assert resumed.unrecorded_values == 0
+        count("boundaries resumed")
 
 
 @given(programs(), signal_plans(), st.data())
@@ -184,6 +203,7 @@ def test_a_store_reopened_from_disk_resumes_identically(
     assert same_outcome(resumed, base)
     check_bodies_ran_once(resumed, tracker)
     check_signals(resumed, plan)
+    count("LMDB reopens")
 
 
 @st.composite
@@ -244,6 +264,7 @@ def test_an_incompatible_change_is_reported_never_replayed_wrong(
     assert resumed.status == "failed", f"{kind} replayed as {resumed.status}: {resumed.result}"
     assert resumed.error is not None
     assert resumed.error["type"].endswith(".NonDeterminismError"), resumed.error
+    count(f"incompatible changes reported ({kind})")
 
 
 @given(programs(), signal_plans(), st.data())
@@ -259,6 +280,7 @@ def test_replaying_a_log_twice_gives_identical_results(
         outcomes.append(_resume_snapshot(program, plan, cut))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][:4] == (base.status, base.result, base.error, base.history)
+    count("logs replayed twice")
 
 
 def _resume_snapshot(program: Program, plan: list[Delivery], cut: int) -> tuple[Any, ...]:
