@@ -590,6 +590,17 @@ def _compare(
                 recorded=recorded,
                 attempted=attempted,
             )
+    left = [(e.signal, e.payload) for e in base.mailbox]
+    resumed_left = [(e.signal, e.payload) for e in run.mailbox]
+    if left != resumed_left:
+        return ReplayMismatch(
+            f"{where}: same history, different signals left unconsumed: uninterrupted "
+            f"{left}, resumed {resumed_left}",
+            boundary=boundary,
+            step_id=None,
+            recorded=left,
+            attempted=resumed_left,
+        )
     if (base.status, base.result, base.error) != (run.status, run.result, run.error):
         return ReplayMismatch(
             f"{where}: same history, different outcome: uninterrupted {base.status} "
