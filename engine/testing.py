@@ -10,8 +10,9 @@ recorded and what the code did.
 
 Restarts happen at the same virtual instant (no downtime), so that timers and signals land
 exactly as in the first run and any difference is the workflow's or the engine's doing. A
-signal due in the same millisecond as a timer of the workflow is delivered just after the
-timer fired, in every run: in production that tie is a race, here it has one answer.
+signal is delivered once the engine is idle at its instant (a timer due then has fired, the
+execution has advanced as far as it can), in every run: in production a tie is a race,
+here it has one answer.
 ``ctx.random()`` and ``ctx.uuid()`` draw from a seeded source while a check runs: the n-th
 value an execution records is the same in every run, which is what lets a value that was
 lost in the crash (drawn, not yet committed) be drawn again identically.
@@ -81,9 +82,10 @@ __all__ = [
 ]
 
 #: One signal delivery: ``(when, signal, payload)``. ``when`` is seconds after the
-#: execution started (virtual time, to the millisecond; a timer of the workflow due in the
-#: same millisecond fires first), or ``"waiting"``: as soon as the execution waits for
-#: that signal with none of it buffered. Deliveries are made in sequence order.
+#: execution started (virtual time, to the millisecond), or ``"waiting"``: as soon as the
+#: execution waits for that signal with none of it buffered. Deliveries are made in
+#: sequence order, each once the engine is idle at that instant (a timer due then fired,
+#: the execution advanced as far as it can).
 Delivery = tuple[float | Literal["waiting"], Signal[Any] | str, Any]
 
 #: Fields of a stored event that legitimately differ between runs of the same history:
@@ -92,9 +94,6 @@ Delivery = tuple[float | Literal["waiting"], Signal[Any] | str, Any]
 _VOLATILE = frozenset(("duration_ms",))
 _TERMINAL = frozenset(s.value for s in Status if s.terminal)
 _DEFAULT_HORIZON = 366 * 24 * 3600.0
-#: Seconds after a millisecond's timers have fired that a delivery due then is made
-#: (under the clock's half-millisecond slack, so it stays within the same millisecond).
-_AFTER_TIMERS = 0.0002
 
 
 # --- results and the mismatch report ------------------------------------------------------
@@ -482,11 +481,13 @@ class _Run:
                     await changed[0].wait()
             else:
                 # Through the engine's clock, to the millisecond, so the delivery has the
-                # same timestamp in every run wherever the run sits on the trio timeline;
-                # and a moment after the engine's own deadline for that millisecond, so a
-                # timer due then has fired first, in every run (a tie is otherwise a race).
-                due = self.clock.deadline(self.start_ms + round(when * 1000))
-                await trio.sleep_until(due + _AFTER_TIMERS)
+                # same timestamp in every run wherever the run sits on the trio timeline.
+                await trio.sleep_until(self.clock.deadline(self.start_ms + round(when * 1000)))
+            # Only once the engine has done all it does at this instant (timers due now
+            # fired, the execution advanced until it waits): what the signal meets is then
+            # the same in every run. At one instant the order would otherwise be trio's
+            # scheduling order, which is random.
+            await trio.testing.wait_all_tasks_blocked()
             try:
                 outcome = await engine.signal(self.eid, signal, payload)
             except StoreError:
