@@ -13,6 +13,7 @@ exactly as in the first run and any difference is the workflow's or the engine's
 signal is delivered once the engine is idle at its instant (a timer due then has fired, the
 execution has advanced as far as it can), in every run: in production a tie is a race,
 here it has one answer.
+
 ``ctx.random()`` and ``ctx.uuid()`` draw from a seeded source while a check runs: the n-th
 value an execution records is the same in every run, which is what lets a value that was
 lost in the crash (drawn, not yet committed) be drawn again identically.
@@ -617,7 +618,8 @@ def _compare(
 def _first_step_diff(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str | None:
     for x, y in zip(a, b, strict=False):
         if x != y:
-            return (x.get("step_id") or y.get("step_id")) if isinstance(x, dict) else None
+            step: str | None = x.get("step_id") or y.get("step_id")
+            return step
     return None
 
 
