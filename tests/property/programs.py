@@ -177,16 +177,34 @@ def programs(draw: st.DrawFn, max_ops: int = 8) -> Program:
 
 
 @st.composite
-def signal_plans(draw: st.DrawFn, max_signals: int = 5) -> list[Delivery]:
-    """Deliveries with unique payloads (their index), so each can be traced."""
-    count = draw(st.integers(0, max_signals))
+def signal_plans(
+    draw: st.DrawFn, program: Program | None = None, max_signals: int = 5
+) -> list[Delivery]:
+    """Deliveries with unique payloads (their index), so each can be traced.
+
+    Mostly of the signals ``program`` waits for, at times within its timers' span, so that
+    most deliveries meet a wait (or race its timeout) rather than a finished execution.
+    """
+    waited = sorted({op["signal"] for op in program or () if op["op"] == "wait"})
+    span = sum(op.get("seconds") or op.get("timeout") or 0 for op in program or ()) or 10
+    names = st.sampled_from(waited) if waited else st.sampled_from(SIGNALS)
+    if waited and draw(st.integers(0, 4)) == 0:
+        names = st.sampled_from(SIGNALS)  # now and then, signals nobody waits for
+    count = draw(st.integers(len(waited), max_signals))
     plan: list[Delivery] = []
     for index in range(count):
         when: float | Literal["waiting"] = draw(
-            st.one_of(st.just("waiting"), st.integers(0, 480).map(lambda s: s / 2))
+            st.one_of(st.just("waiting"), st.integers(0, 2 * span + 2).map(lambda s: s / 2))
         )
-        plan.append((when, draw(st.sampled_from(SIGNALS)), index))
+        plan.append((when, draw(names), index))
     return plan
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[Program, list[Delivery]]:
+    """A program and the signals sent to it."""
+    program = draw(programs())
+    return program, draw(signal_plans(program))
 
 
 def explicit_ids(ops: Program) -> list[int]:

@@ -38,8 +38,7 @@ from .programs import (
     count,
     explicit_ids,
     interpreter,
-    programs,
-    signal_plans,
+    scenarios,
 )
 
 HORIZON = 20_000.0
@@ -151,10 +150,11 @@ def same_outcome(a: _Observed, b: _Observed) -> bool:
     )
 
 
-@given(programs(), signal_plans())
+@given(scenarios())
 def test_a_run_interrupted_at_any_boundary_resumes_identically(
-    program: Program, plan: list[Delivery]
+    scenario: tuple[Program, list[Delivery]],
 ) -> None:
+    program, plan = scenario
     tracker = Tracker()
     base = run(program, plan, tracker=tracker)
     note(f"uninterrupted: {base.status} {base.result} after {base.commits} commits")
@@ -179,10 +179,11 @@ def test_a_run_interrupted_at_any_boundary_resumes_identically(
         count("boundaries resumed")
 
 
-@given(programs(), signal_plans(), st.data())
+@given(scenarios(), st.data())
 def test_a_store_reopened_from_disk_resumes_identically(
-    program: Program, plan: list[Delivery], data: st.DataObject
+    scenario: tuple[Program, list[Delivery]], data: st.DataObject
 ) -> None:
+    program, plan = scenario
     base = run(program, plan)
     cut = data.draw(st.integers(0, base.commits - 1), label="boundary")
     with tempfile.TemporaryDirectory() as tmp:
@@ -229,10 +230,11 @@ def changes(draw: st.DrawFn, program: Program) -> tuple[str, Program, set[str]]:
     return kind, changed, {program[i]["id"], program[j]["id"]}
 
 
-@given(programs(), signal_plans(), st.data())
+@given(scenarios(), st.data())
 def test_an_incompatible_change_is_reported_never_replayed_wrong(
-    program: Program, plan: list[Delivery], data: st.DataObject
+    scenario: tuple[Program, list[Delivery]], data: st.DataObject
 ) -> None:
+    program, plan = scenario
     # A program that raises is left out here: see test_a_workflow_that_raises_before_
     # reaching its history_is_nondeterminism in test_engine_determinism.py.
     program = [op for op in program if op["op"] != "fail"]
@@ -267,10 +269,11 @@ def test_an_incompatible_change_is_reported_never_replayed_wrong(
     count(f"incompatible changes reported ({kind})")
 
 
-@given(programs(), signal_plans(), st.data())
+@given(scenarios(), st.data())
 def test_replaying_a_log_twice_gives_identical_results(
-    program: Program, plan: list[Delivery], data: st.DataObject
+    scenario: tuple[Program, list[Delivery]], data: st.DataObject
 ) -> None:
+    program, plan = scenario
     base = run(program, plan)
     cut = data.draw(st.integers(0, base.commits - 1), label="boundary")
     # Rebuild the log as it was at the cut in two fresh stores (through store ops), then
