@@ -416,6 +416,8 @@ class ExecutionActor:
         except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):
             raise
         except _CompensationFailure as exc:
+            if await self._diverged_before(exc):
+                return
             await self._finish(
                 ExecutionFailed(
                     at=engine.clock.now_ms(), error=exc.error, status="compensation_failed"
@@ -435,6 +437,8 @@ class ExecutionActor:
             )
             return
         except Exception as exc:
+            if await self._diverged_before(exc):
+                return
             info = error_info(exc)
             await self._finish(
                 ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
@@ -451,6 +455,27 @@ class ExecutionActor:
             await self._finish(
                 ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
             )
+
+    async def _diverged_before(self, exc: BaseException) -> bool:
+        """A workflow that raises while recorded commands are still ahead of it has
+        diverged (changed code that now fails earlier): record that as non-determinism,
+        not as the workflow's own error. A legitimate re-raise (a replayed failure) has
+        passed every recorded command first, so it is not caught here."""
+        if not self.replayer.replaying or isinstance(exc, WorkflowTimeoutError):
+            return False  # a timeout cut the replay short: not the code's divergence
+        try:
+            self.replayer.finish()
+        except NonDeterminismError as nde:
+            nde.__cause__ = exc
+            info = error_info(nde)
+            await self._finish(
+                ExecutionFailed(at=self.engine.clock.now_ms(), error=info),
+                "failed",
+                error=info,
+                reason="non-determinism: the code no longer matches the history",
+            )
+            return True
+        return False
 
     async def _finish_cancelled(self) -> None:
         # Consume the durable cancellation request(s) in the same transaction.

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, overload
 
 import attrs
 import trio
@@ -89,6 +89,24 @@ class StepInfo:
         """``"<execution id>:<step id>"``: the same on every run of this step."""
         return f"{self.execution_id}:{self.step_id}"
 
+
+class EntropySource(Protocol):
+    def random(self) -> float: ...
+
+    def uuid4(self) -> _uuid.UUID: ...
+
+
+class _SystemEntropy:
+    def random(self) -> float:
+        return _random.random()
+
+    def uuid4(self) -> _uuid.UUID:
+        return _uuid.uuid4()
+
+
+#: Where ``ctx.random()`` and ``ctx.uuid()`` draw new values; ``durably.testing`` swaps in
+#: a seeded source while it checks replay. Recorded values never come from here again.
+entropy: EntropySource = _SystemEntropy()
 
 _current_step: ContextVar[StepInfo | None] = ContextVar("durably_current_step", default=None)
 
@@ -359,11 +377,11 @@ class Context:
 
     def random(self) -> float:
         """A random float in [0, 1), recorded on first run."""
-        return float(self._value("random", _random.random))
+        return float(self._value("random", entropy.random))
 
     def uuid(self) -> _uuid.UUID:
         """A random UUID (version 4), recorded on first run."""
-        return _uuid.UUID(self._value("uuid", lambda: str(_uuid.uuid4())))
+        return _uuid.UUID(self._value("uuid", lambda: str(entropy.uuid4())))
 
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         # Synchronous on purpose (ctx.now() reads like time.time()): the value is recorded
