@@ -97,6 +97,14 @@ class _EngineFailure(BaseException):
         super().__init__(str(error))
 
 
+def _unwrap(exc: Exception) -> Exception:
+    """The one error inside a workflow's own nursery, so the record names it (a group of
+    one says only "Exceptions from Trio nursery")."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class ExecutionActor:
     __slots__ = (
         "_staged_changes",
@@ -436,7 +444,8 @@ class ExecutionActor:
                 reason="non-determinism: the code no longer matches the history",
             )
             return
-        except Exception as exc:
+        except Exception as raised:
+            exc = _unwrap(raised)
             if await self._diverged_before(exc):
                 return
             info = error_info(exc)

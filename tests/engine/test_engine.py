@@ -3,6 +3,7 @@ idempotent start, clear errors, restarts."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -370,3 +371,19 @@ async def test_wait_timeout_leaves_the_execution_running(
         with pytest.raises(durably.WaitTimeoutError):
             await engine.wait(eid, timeout=10)
         assert await engine.wait(eid) == "ok"
+
+
+async def test_concurrent_durable_calls_are_refused_with_a_clear_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    @durably.workflow("parallel")
+    async def parallel(ctx: durably.Context, data: None) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(ctx.sleep, 1, step_id="a"))
+            nursery.start_soon(functools.partial(ctx.sleep, 1, step_id="b"))
+
+    async with durably.Engine(durably.stores.MemoryStore(), workflows=[parallel]) as engine:
+        with pytest.raises(durably.ExecutionFailedError) as info:
+            await engine.start_and_wait(parallel)
+    assert info.value.error["type"] == "durably.DurablyError"
+    assert "must not run concurrently" in info.value.error["message"]
