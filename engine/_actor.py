@@ -26,6 +26,7 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -401,10 +402,15 @@ class ExecutionActor:
                 self.record_.input, definition.input_type, f"input of execution {eid}"
             )
             timed_out = trio.current_time() >= deadline
-            if not timed_out:
+            bound = engine.max_replay_seconds
+            guarded = bound is not None and self.replayer.replaying
+            if not timed_out and deadline == math.inf and not guarded:
+                # The common fresh start: no cancel scopes to pay for.
+                result = await definition.fn(ctx, data)
+            elif not timed_out:
                 guard = trio.CancelScope()
-                bound = engine.max_replay_seconds
-                if bound is not None and self.replayer.replaying:
+                if guarded:
+                    assert bound is not None
                     guard.deadline = trio.current_time() + bound
                     self.replay_guard = guard
                 with trio.move_on_at(deadline) as timeout_scope, guard:
@@ -445,10 +451,10 @@ class ExecutionActor:
             )
             return
         except Exception as raised:
-            exc = _unwrap(raised)
-            if await self._diverged_before(exc):
+            error = _unwrap(raised)
+            if await self._diverged_before(error):
                 return
-            info = error_info(exc)
+            info = error_info(error)
             await self._finish(
                 ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
             )

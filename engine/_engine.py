@@ -16,7 +16,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -51,7 +51,6 @@ from ._errors import (
     DurablyError,
     ExecutionCancelledError,
     ExecutionFailedError,
-    OperatorError,
     PayloadError,
     UnknownExecutionError,
     UnknownWorkflowError,
@@ -620,8 +619,22 @@ class Engine:
         until the schedule fires (``get_schedule(id).executions`` then lists it).
         """
         self._check_running()
-        return await self._schedules.schedule(
-            workflow, input, at=at, delay=delay, catch_up=catch_up, id=id
+        wire = {
+            "workflow": _name_of(workflow),
+            "input": _codec.shape(input, "schedule input"),
+            "at": None if at is None else at.isoformat(),
+            "delay": _seconds(delay),
+            "catch_up": catch_up,
+            "id": id,
+        }
+        return str(
+            await self._in_worker(
+                "schedule",
+                wire,
+                lambda: self._schedules.schedule(
+                    workflow, input, at=at, delay=delay, catch_up=catch_up, id=id
+                ),
+            )
         )
 
     async def ensure_schedule(
@@ -643,26 +656,50 @@ class Engine:
         id is an error. Returns ``id``.
         """
         self._check_running()
-        return await self._schedules.ensure(
-            workflow,
-            input,
-            id=id,
-            cron=cron,
-            interval=interval,
-            timezone=timezone,
-            catch_up=catch_up,
-            overlap=overlap,
+        wire = {
+            "workflow": _name_of(workflow),
+            "input": _codec.shape(input, "schedule input"),
+            "id": id,
+            "cron": cron,
+            "interval": _seconds(interval),
+            "timezone": timezone,
+            "catch_up": catch_up,
+            "overlap": overlap,
+        }
+        return str(
+            await self._in_worker(
+                "ensure_schedule",
+                wire,
+                lambda: self._schedules.ensure(
+                    workflow,
+                    input,
+                    id=id,
+                    cron=cron,
+                    interval=interval,
+                    timezone=timezone,
+                    catch_up=catch_up,
+                    overlap=overlap,
+                ),
+            )
         )
 
     async def pause_schedule(self, schedule_id: str) -> None:
         """Stop a schedule's fires, keeping the schedule (no-op if paused)."""
         self._check_running()
-        await self._schedules.pause(schedule_id)
+        await self._in_worker(
+            "pause_schedule",
+            {"schedule_id": schedule_id},
+            lambda: self._schedules.pause(schedule_id),
+        )
 
     async def resume_schedule(self, schedule_id: str) -> None:
         """Fire again, from the next fire time after now (missed fires are not run)."""
         self._check_running()
-        await self._schedules.resume(schedule_id)
+        await self._in_worker(
+            "resume_schedule",
+            {"schedule_id": schedule_id},
+            lambda: self._schedules.resume(schedule_id),
+        )
 
     async def get_schedule(self, schedule_id: str) -> Schedule:
         """A read-only view of the schedule, with the executions it started."""
@@ -687,21 +724,40 @@ class Engine:
     ) -> Schedule:
         """Change what is given; a new cadence fires from now. Returns the new view."""
         self._check_running()
-        return await self._schedules.update(
-            schedule_id,
-            cron=cron,
-            interval=interval,
-            timezone=timezone,
-            input=None if input is _UNSET else input,
-            has_input=input is not _UNSET,
-            catch_up=catch_up,
-            overlap=overlap,
+        wire: dict[str, Any] = {
+            "schedule_id": schedule_id,
+            "cron": cron,
+            "interval": _seconds(interval),
+            "timezone": timezone,
+            "catch_up": catch_up,
+            "overlap": overlap,
+        }
+        if input is not _UNSET:
+            wire["input"] = _codec.shape(input, "schedule input")
+        await self._in_worker(
+            "update_schedule",
+            wire,
+            lambda: self._schedules.update(
+                schedule_id,
+                cron=cron,
+                interval=interval,
+                timezone=timezone,
+                input=None if input is _UNSET else input,
+                has_input=input is not _UNSET,
+                catch_up=catch_up,
+                overlap=overlap,
+            ),
         )
+        return self._schedules.get(schedule_id)
 
     async def remove_schedule(self, schedule_id: str) -> None:
         """Delete the schedule and its timer; executions it started are not touched."""
         self._check_running()
-        await self._schedules.remove(schedule_id)
+        await self._in_worker(
+            "remove_schedule",
+            {"schedule_id": schedule_id},
+            lambda: self._schedules.remove(schedule_id),
+        )
 
     # --- recovery ---
 
@@ -926,10 +982,10 @@ class Engine:
             record = self.store.get_execution(eid)
         except DurablyError:
             return
-        if op == "operator":
+        if op == "call":
             reply = message.get("reply")
             if isinstance(reply, str) and self._nursery is not None:
-                self._nursery.start_soon(self._remote_operator_action, message, reply)
+                self._nursery.start_soon(self._remote_call, message, reply)
             return
         if op == "watch":
             reply = message.get("reply")
@@ -963,23 +1019,31 @@ class Engine:
                 event = self._finished_events.pop(eid, None)
                 if event is not None:
                     event.set()
-            elif message.get("op") == "operator-done":
+            elif message.get("op") == "called":
                 waiter = self._operator_replies.pop(eid, None)
                 if waiter is not None:
                     waiter[1].append(message)
                     waiter[0].set()
 
-    async def _remote_operator_action(self, message: dict[str, Any], reply: str) -> None:
-        eid = message["eid"]
-        answer: dict[str, Any] = {"op": "operator-done", "eid": eid, "error": None}
-        action = message.get("action")
+    async def _remote_call(self, message: dict[str, Any], reply: str) -> None:
+        """The worker runs a client's call (see ``_in_worker``) and answers it."""
+        answer: dict[str, Any] = {"op": "called", "eid": message["eid"], "error": None}
+        method = str(message.get("method"))
+        args = dict(message.get("args") or {})
         try:
-            if action not in _REMOTE_ACTIONS:
-                raise ConfigurationError(f"unknown operator action {action!r}")
-            kwargs = message.get("args") or {}
-            await getattr(self.operator, str(action))(eid, **kwargs)
+            if method in _OPERATOR_ACTIONS:
+                eid = args.pop("execution_id")
+                await getattr(self.operator, method)(eid, **args)
+            elif method in _SCHEDULE_CALLS:
+                if isinstance(args.get("at"), str):
+                    args["at"] = datetime.fromisoformat(args["at"])
+                value = await getattr(self, method)(**args)
+                answer["value"] = value if isinstance(value, str) else None
+            else:
+                raise ConfigurationError(f"unknown call {method!r}")
         except DurablyError as exc:
-            answer["error"] = f"{type(exc).__name__}: {exc}"
+            answer["error"] = str(exc)
+            answer["kind"] = type(exc).__name__
         await self._hint(answer, reply)
 
     async def operate(self, action: str, execution_id: str, **kwargs: Any) -> None:
@@ -991,42 +1055,59 @@ class Engine:
         lock for the duration so that no worker starts meanwhile.
         """
         self._check_running()
-        if action not in _REMOTE_ACTIONS:
+        if action not in _OPERATOR_ACTIONS:
             raise ConfigurationError(
-                f"unknown operator action {action!r}; one of {', '.join(_REMOTE_ACTIONS)}"
+                f"unknown operator action {action!r}; one of {', '.join(_OPERATOR_ACTIONS)}"
             )
+        await self._in_worker(
+            action,
+            {"execution_id": execution_id, **kwargs},
+            lambda: getattr(self.operator, action)(execution_id, **kwargs),
+        )
+
+    async def _in_worker(
+        self, method: str, wire_args: dict[str, Any], local: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run a call that must not race the worker's own writes (operator actions,
+        schedule changes) where it is safe.
+
+        In the worker, or on a store no worker holds (its lock is held meanwhile, so none
+        starts), ``local`` runs here. Otherwise the worker runs ``method`` with the
+        JSON-shaped ``wire_args`` and answers over the wake-up channel.
+        """
         if self.worker:
-            await getattr(self.operator, action)(execution_id, **kwargs)
-            return
+            return await local()
         store_path = getattr(self.store, "path", None)
         lock = None if store_path is None else _wire.try_worker_lock(store_path)
         if store_path is None or lock is not None:
             try:
-                await getattr(self.operator, action)(execution_id, **kwargs)
+                return await local()
             finally:
                 if lock is not None:
                     lock.close()
-            return
+        token = secrets.token_hex(8)
         answered, waiter = trio.Event(), list[dict[str, Any]]()
-        self._operator_replies[execution_id] = (answered, waiter)
+        self._operator_replies[token] = (answered, waiter)
         message = {
-            "op": "operator",
-            "action": action,
-            "eid": execution_id,
-            "args": kwargs,
+            "op": "call",
+            "eid": token,
+            "method": method,
+            "args": wire_args,
             "reply": self._hint_path,
         }
         with trio.move_on_after(30):
             await self._hint(message)
             await answered.wait()
+        self._operator_replies.pop(token, None)
         if not waiter:
             raise DurablyError(
-                f"the worker of {store_path} did not answer the {action} request within "
-                "30 s; check the execution's state before trying again"
+                f"the worker of {store_path} did not answer the {method} request within "
+                "30 s; check the state before trying again"
             )
         error = waiter[0].get("error")
         if error:
-            raise OperatorError(error)
+            raise _rebuild_error(str(waiter[0].get("kind")), str(error))
+        return waiter[0].get("value")
 
     async def _poll_pending(self) -> None:
         """Fallback for hints that never arrived: start pending executions nobody runs.
@@ -1113,7 +1194,15 @@ class Engine:
             )
 
 
-_REMOTE_ACTIONS = ("retry", "cancel", "force_fail", "skip_step", "retry_rollback")
+_OPERATOR_ACTIONS = ("retry", "cancel", "force_fail", "skip_step", "retry_rollback")
+_SCHEDULE_CALLS = (
+    "schedule",
+    "ensure_schedule",
+    "pause_schedule",
+    "resume_schedule",
+    "update_schedule",
+    "remove_schedule",
+)
 
 #: The reserved mailbox name under which a cancellation request is made durable.
 CANCEL_SIGNAL = "durably.cancel"
@@ -1141,6 +1230,27 @@ def Client(
     return Engine(
         store, workflows=workflows, worker=False, poll_interval=poll_interval, clock=clock
     )
+
+
+def _rebuild_error(kind: str, message: str) -> DurablyError:
+    """The worker's error as the same durably error type (message only: the worker's
+    exception object does not cross the process boundary)."""
+    from . import _errors, _schedules
+
+    cls = getattr(_errors, kind, None) or getattr(_schedules, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, DurablyError)):
+        cls = DurablyError
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    return error
+
+
+def _name_of(workflow: WorkflowDefinition[Any, Any] | str) -> str:
+    return workflow if isinstance(workflow, str) else workflow.name
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def _check_id(value: str, what: str) -> None:

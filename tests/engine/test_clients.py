@@ -101,3 +101,37 @@ async def test_client_reads_and_reports_without_a_worker(tmp_path: Path) -> None
     async with durably.Engine(tmp_path / "s", workflows=[noop]) as engine:
         assert await engine.wait(eid) == "ok"
     _ = trio
+
+
+@pytest.mark.slow
+async def test_client_schedules_run_in_the_worker(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    flag = tmp_path / "flag"
+    flag.write_text("here")
+    worker = subprocess.Popen(  # noqa: ASYNC220 - started once, before any trio work
+        [sys.executable, str(PROCS), "worker", str(store), str(tmp_path / "e"), "999"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert worker.stdout is not None
+    assert worker.stdout.readline() == b"ready\n"
+    try:
+        async with durably.Client(store) as client:
+            # The client registers no workflow: the worker validates and owns the write.
+            sid = await client.ensure_schedule("flaky", str(flag), id="poll", interval=0.2)
+            assert sid == "poll"
+            with pytest.raises(durably.UnknownWorkflowError):
+                await client.ensure_schedule("nope", None, id="bad", interval=1)
+            with trio.fail_after(20):
+                # Fires happen in another process: the store is the place to look.
+                while len(await client.list_executions(workflow="flaky")) < 3:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            await client.pause_schedule("poll")
+            paused = await client.get_schedule("poll")
+            assert paused.status.value == "paused"
+            await client.remove_schedule("poll")
+            with pytest.raises(durably.UnknownScheduleError):
+                await client.get_schedule("poll")
+    finally:
+        worker.kill()
+        worker.wait()
