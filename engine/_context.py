@@ -288,7 +288,10 @@ class Context:
     ) -> Any:
         actor = self._actor
         rtype = _codec.return_type(fn)
-        where = f"step {sid!r} of execution {actor.execution_id}"
+
+        def where() -> str:
+            return f"step {sid!r} of execution {actor.execution_id}"
+
         recorded = actor.replayer.issue(sid, "step")
         attempt = 1
         if recorded is not None:

@@ -69,7 +69,6 @@ log = logging.getLogger("durably")
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
 
-_MAX_ID = 200
 _UNSET: Any = object()
 
 
