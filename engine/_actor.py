@@ -44,6 +44,7 @@ from durably.stores import (
 )
 
 from . import _codec
+from ._channel import CANCEL_SIGNAL
 from ._context import (
     TIMEOUT_TIMER,
     Context,
@@ -68,9 +69,6 @@ from ._events import (
     encode,
 )
 from ._replay import Replayer
-
-#: Must equal ``_engine.CANCEL_SIGNAL`` (kept here too: _engine imports this module).
-CANCEL_SIGNAL = "durably.cancel"
 
 if TYPE_CHECKING:
     from ._engine import Engine

@@ -11,12 +11,11 @@ queue, and waiting actors are asked to park to make room (oldest first).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -42,6 +41,7 @@ from . import _codec, _wire
 from ._actor import ExecutionActor
 from ._audit import AuditEntry, audit_trail
 from ._bus import Bus, Subscription
+from ._channel import CANCEL_SIGNAL, OPERATOR_ACTIONS, Channel, cancel_args
 from ._clock import Clock
 from ._commit import Committer
 from ._describe import FlowShape, describe
@@ -159,13 +159,7 @@ class Engine:
         self._commit_inline = commit_inline
         self.worker = worker
         self.poll_interval = poll_interval
-        self._hint_socket: trio.socket.SocketType | None = None
-        self._hint_path: str | None = None
-        self._worker_path: str | None = None
-        self._watchers: dict[str, set[str]] = {}
-        self._hinted = trio.Event()
-        self._hint_lock = trio.Lock()
-        self._operator_replies: dict[str, tuple[trio.Event, list[dict[str, Any]]]] = {}
+        self._channel = Channel(self)
         self.live: dict[str, ExecutionActor] = {}
         self.idle: dict[str, ExecutionActor] = {}
         self._runq: dict[str, tuple[str | None, str | None] | None] = {}
@@ -227,7 +221,7 @@ class Engine:
         self._schedules = ScheduleManager(self)
         store_path = getattr(self.store, "path", None)
         if store_path is not None:
-            self._worker_path = _wire.worker_socket_path(store_path)
+            self._channel.worker_path = _wire.worker_socket_path(store_path)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         self._nursery = nursery
@@ -238,13 +232,11 @@ class Engine:
                 await nursery.start(self.scheduler.run)
                 await nursery.start(self._schedules.run)
                 await nursery.start(self._host_actors)
-                if self._worker_path is not None:
-                    await nursery.start(self._listen)
+                if self._channel.worker_path is not None:
+                    await nursery.start(self._channel.listen)
                 self.last_recovery = await self.recover()
-            elif self._worker_path is not None:
-                self._hint_path = _wire.client_socket_path()
-                self._hint_socket = await _wire.bind(self._hint_path)
-                nursery.start_soon(self._client_receive)
+            elif self._channel.worker_path is not None:
+                await self._channel.open_client(nursery)
         except BaseException as exc:
             await self._shutdown()
             try:
@@ -299,11 +291,7 @@ class Engine:
                 self._bus.close()  # subscriptions end instead of waiting forever
             self._nursery.cancel_scope.cancel()
         self._running = False
-        if self._hint_socket is not None:
-            self._hint_socket.close()
-            if self._hint_path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._hint_path)
+        self._channel.close_client()
 
     # --- starting and waiting ---
 
@@ -479,7 +467,7 @@ class Engine:
         if self.worker:
             await event.wait()
             return
-        await self._hint({"op": "watch", "eid": execution_id, "reply": self._hint_path})
+        await self._channel.hint({"op": "watch", "eid": execution_id, "reply": self._channel.path})
         with trio.move_on_after(self.poll_interval):
             await event.wait()
 
@@ -586,7 +574,7 @@ class Engine:
 
     def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:
         if not self.worker:
-            self._hint_soon({"op": "signal", "eid": execution_id, "name": name})
+            self._channel.hint_soon({"op": "signal", "eid": execution_id, "name": name})
             return
         actor = self.live.get(execution_id)
         if actor is not None:
@@ -627,7 +615,7 @@ class Engine:
             "id": id,
         }
         return str(
-            await self._in_worker(
+            await self._channel.in_worker(
                 "schedule",
                 wire,
                 lambda: self._schedules.schedule(
@@ -666,7 +654,7 @@ class Engine:
             "overlap": overlap,
         }
         return str(
-            await self._in_worker(
+            await self._channel.in_worker(
                 "ensure_schedule",
                 wire,
                 lambda: self._schedules.ensure(
@@ -685,7 +673,7 @@ class Engine:
     async def pause_schedule(self, schedule_id: str) -> None:
         """Stop a schedule's fires, keeping the schedule (no-op if paused)."""
         self._check_running()
-        await self._in_worker(
+        await self._channel.in_worker(
             "pause_schedule",
             {"schedule_id": schedule_id},
             lambda: self._schedules.pause(schedule_id),
@@ -694,7 +682,7 @@ class Engine:
     async def resume_schedule(self, schedule_id: str) -> None:
         """Fire again, from the next fire time after now (missed fires are not run)."""
         self._check_running()
-        await self._in_worker(
+        await self._channel.in_worker(
             "resume_schedule",
             {"schedule_id": schedule_id},
             lambda: self._schedules.resume(schedule_id),
@@ -733,7 +721,7 @@ class Engine:
         }
         if input is not _UNSET:
             wire["input"] = _codec.shape(input, "schedule input")
-        await self._in_worker(
+        await self._channel.in_worker(
             "update_schedule",
             wire,
             lambda: self._schedules.update(
@@ -752,7 +740,7 @@ class Engine:
     async def remove_schedule(self, schedule_id: str) -> None:
         """Delete the schedule and its timer; executions it started are not touched."""
         self._check_running()
-        await self._in_worker(
+        await self._channel.in_worker(
             "remove_schedule",
             {"schedule_id": schedule_id},
             lambda: self._schedules.remove(schedule_id),
@@ -787,7 +775,7 @@ class Engine:
                     cancel = self.first_signal(record.id, CANCEL_SIGNAL)
                     if cancel is not None:
                         resumed += 1
-                        self.spawn(record.id, cancel=_cancel_args(cancel.payload))
+                        self.spawn(record.id, cancel=cancel_args(cancel.payload))
                     elif status in ("pending", "running"):
                         resumed += 1
                         self.spawn(record.id)
@@ -813,7 +801,7 @@ class Engine:
     ) -> None:
         """Make sure the execution runs: wake its live actor, or start (or queue) one."""
         if not self.worker:
-            self._hint_soon({"op": "cancel" if cancel else "wake", "eid": execution_id})
+            self._channel.hint_soon({"op": "cancel" if cancel else "wake", "eid": execution_id})
             return
         actor = self.live.get(execution_id)
         if actor is not None:
@@ -947,103 +935,8 @@ class Engine:
         event = self._finished_events.pop(execution_id, None)
         if event is not None:
             event.set()
-        for reply in self._watchers.pop(execution_id, ()):
-            self._hint_soon({"op": "done", "eid": execution_id}, reply)
-
-    # --- the local wake-up channel (see _wire.py) ---
-
-    async def _listen(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """The worker's end: act on clients' hints, and poll for what a lost hint missed."""
-        assert self._worker_path is not None
-        sock = await _wire.bind(self._worker_path)
-        self._hint_socket = sock
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._poll_pending)
-                task_status.started()
-                while True:
-                    message = await _wire.receive(sock)
-                    self._hinted.set()
-                    if message is not None:
-                        self._on_hint(message)
-        finally:
-            sock.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self._worker_path)
-
-    def _on_hint(self, message: dict[str, Any]) -> None:
-        op, eid = message.get("op"), message.get("eid")
-        if not isinstance(eid, str):
-            return
-        try:
-            record = self.store.get_execution(eid)
-        except DurablyError:
-            return
-        if op == "call":
-            reply = message.get("reply")
-            if isinstance(reply, str) and self._nursery is not None:
-                self._nursery.start_soon(self._remote_call, message, reply)
-            return
-        if op == "watch":
-            reply = message.get("reply")
-            if isinstance(reply, str):
-                if record is None or Status(record.status).terminal:
-                    self._hint_soon({"op": "done", "eid": eid}, reply)
-                else:
-                    self._watchers.setdefault(eid, set()).add(reply)
-            return
-        if record is None or Status(record.status).terminal:
-            return
-        if op == "cancel":
-            entry = self.first_signal(eid, CANCEL_SIGNAL)
-            if entry is not None:
-                self.spawn(eid, cancel=_cancel_args(entry.payload))
-        elif op == "signal":
-            name = message.get("name")
-            self._signalled(eid, str(name), record.waiting_signal == name)
-        elif op == "wake":
-            self.spawn(eid)
-
-    async def _client_receive(self) -> None:
-        """The client's end: the worker's answers (finished executions, operator results)."""
-        assert self._hint_socket is not None
-        while True:
-            message = await _wire.receive(self._hint_socket)
-            if message is None or not isinstance(message.get("eid"), str):
-                continue
-            eid = message["eid"]
-            if message.get("op") == "done":
-                event = self._finished_events.pop(eid, None)
-                if event is not None:
-                    event.set()
-            elif message.get("op") == "called":
-                waiter = self._operator_replies.pop(eid, None)
-                if waiter is not None:
-                    waiter[1].append(message)
-                    waiter[0].set()
-
-    async def _remote_call(self, message: dict[str, Any], reply: str) -> None:
-        """The worker runs a client's call (see ``_in_worker``) and answers it."""
-        answer: dict[str, Any] = {"op": "called", "eid": message["eid"], "error": None}
-        method = str(message.get("method"))
-        args = dict(message.get("args") or {})
-        try:
-            if method in _OPERATOR_ACTIONS:
-                eid = args.pop("execution_id")
-                await getattr(self.operator, method)(eid, **args)
-            elif method in _SCHEDULE_CALLS:
-                if isinstance(args.get("at"), str):
-                    args["at"] = datetime.fromisoformat(args["at"])
-                value = await getattr(self, method)(**args)
-                answer["value"] = value if isinstance(value, str) else None
-            else:
-                raise ConfigurationError(f"unknown call {method!r}")
-        except DurablyError as exc:
-            answer["error"] = str(exc)
-            answer["kind"] = type(exc).__name__
-        await self._hint(answer, reply)
+        for reply in self._channel.watchers.pop(execution_id, ()):
+            self._channel.hint_soon({"op": "done", "eid": execution_id}, reply)
 
     async def operate(self, action: str, execution_id: str, **kwargs: Any) -> None:
         """Run an operator action (``retry``, ``cancel``, ``force_fail``, ``skip_step``,
@@ -1054,85 +947,15 @@ class Engine:
         lock for the duration so that no worker starts meanwhile.
         """
         self._check_running()
-        if action not in _OPERATOR_ACTIONS:
+        if action not in OPERATOR_ACTIONS:
             raise ConfigurationError(
-                f"unknown operator action {action!r}; one of {', '.join(_OPERATOR_ACTIONS)}"
+                f"unknown operator action {action!r}; one of {', '.join(OPERATOR_ACTIONS)}"
             )
-        await self._in_worker(
+        await self._channel.in_worker(
             action,
             {"execution_id": execution_id, **kwargs},
             lambda: getattr(self.operator, action)(execution_id, **kwargs),
         )
-
-    async def _in_worker(
-        self, method: str, wire_args: dict[str, Any], local: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        """Run a call that must not race the worker's own writes (operator actions,
-        schedule changes) where it is safe.
-
-        In the worker, or on a store no worker holds (its lock is held meanwhile, so none
-        starts), ``local`` runs here. Otherwise the worker runs ``method`` with the
-        JSON-shaped ``wire_args`` and answers over the wake-up channel.
-        """
-        if self.worker:
-            return await local()
-        store_path = getattr(self.store, "path", None)
-        lock = None if store_path is None else _wire.try_worker_lock(store_path)
-        if store_path is None or lock is not None:
-            try:
-                return await local()
-            finally:
-                if lock is not None:
-                    lock.close()
-        token = secrets.token_hex(8)
-        answered, waiter = trio.Event(), list[dict[str, Any]]()
-        self._operator_replies[token] = (answered, waiter)
-        message = {
-            "op": "call",
-            "eid": token,
-            "method": method,
-            "args": wire_args,
-            "reply": self._hint_path,
-        }
-        with trio.move_on_after(30):
-            await self._hint(message)
-            await answered.wait()
-        self._operator_replies.pop(token, None)
-        if not waiter:
-            raise DurablyError(
-                f"the worker of {store_path} did not answer the {method} request within "
-                "30 s; check the state before trying again"
-            )
-        error = waiter[0].get("error")
-        if error:
-            raise _rebuild_error(str(waiter[0].get("kind")), str(error))
-        return waiter[0].get("value")
-
-    async def _poll_pending(self) -> None:
-        """Fallback for hints that never arrived: start pending executions nobody runs.
-
-        Polls only while clients are active (a hint arrived since the last poll): a hint
-        is lost only when the worker's queue overflows, that is under client traffic, and
-        work written while no worker ran is found by recovery. An idle worker never polls.
-        """
-        while True:
-            await self._hinted.wait()
-            self._hinted = trio.Event()
-            await trio.sleep(self.poll_interval)
-            for record in self.store.list_executions(status="pending", limit=1000):
-                if record.id not in self.live and record.id not in self._runq:
-                    self.spawn(record.id)
-
-    def _hint_soon(self, message: dict[str, Any], to: str | None = None) -> None:
-        if self._nursery is not None and self._hint_socket is not None:
-            self._nursery.start_soon(self._hint, message, to)
-
-    async def _hint(self, message: dict[str, Any], to: str | None = None) -> None:
-        target = to if to is not None else self._worker_path
-        if self._hint_socket is None or target is None:
-            return
-        async with self._hint_lock:  # one writer per socket (trio refuses two)
-            await _wire.send(self._hint_socket, target, message)
 
     def engine_failure(self, execution_id: str, error: BaseException) -> None:
         """The store refused a write of this execution (e.g. a full disk): nothing of it
@@ -1193,26 +1016,6 @@ class Engine:
             )
 
 
-_OPERATOR_ACTIONS = ("retry", "cancel", "force_fail", "skip_step", "retry_rollback")
-_SCHEDULE_CALLS = (
-    "schedule",
-    "ensure_schedule",
-    "pause_schedule",
-    "resume_schedule",
-    "update_schedule",
-    "remove_schedule",
-)
-
-#: The reserved mailbox name under which a cancellation request is made durable.
-CANCEL_SIGNAL = "durably.cancel"
-
-
-def _cancel_args(payload: Any) -> tuple[str | None, str | None]:
-    if isinstance(payload, dict):
-        return payload.get("reason"), payload.get("by")
-    return None, None
-
-
 def Client(
     store: Store | str | os.PathLike[str],
     *,
@@ -1229,19 +1032,6 @@ def Client(
     return Engine(
         store, workflows=workflows, worker=False, poll_interval=poll_interval, clock=clock
     )
-
-
-def _rebuild_error(kind: str, message: str) -> DurablyError:
-    """The worker's error as the same durably error type (message only: the worker's
-    exception object does not cross the process boundary)."""
-    from . import _errors, _schedules
-
-    cls = getattr(_errors, kind, None) or getattr(_schedules, kind, None)
-    if not (isinstance(cls, type) and issubclass(cls, DurablyError)):
-        cls = DurablyError
-    error = cls.__new__(cls)
-    Exception.__init__(error, message)
-    return error
 
 
 def _name_of(workflow: WorkflowDefinition[Any, Any] | str) -> str:
