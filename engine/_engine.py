@@ -563,8 +563,7 @@ class Engine:
                 sig.name,
                 f"a signal with dedup_key {dedup_key!r} was already accepted",
             )
-        record = self.store.get_execution(execution_id)
-        waiting = record is not None and record.waiting_signal == sig.name
+        waiting = result.waiting_signal == sig.name
         self._signalled(execution_id, sig.name, waiting)
         return PublicSignalOutcome(
             SignalDelivery.DELIVERED if waiting else SignalDelivery.BUFFERED,
@@ -772,18 +771,18 @@ class Engine:
                         continue
                     if record.id in self.live:
                         continue
-                    cancel = self.first_signal(record.id, CANCEL_SIGNAL)
-                    if cancel is not None:
+                    # One mailbox read answers both questions: a cancel request, and
+                    # whether the awaited signal is already buffered.
+                    mail = {e.signal for e in self.store.mailbox(record.id)}
+                    if CANCEL_SIGNAL in mail:
+                        cancel = self.first_signal(record.id, CANCEL_SIGNAL)
+                        assert cancel is not None
                         resumed += 1
                         self.spawn(record.id, cancel=cancel_args(cancel.payload))
                     elif status in ("pending", "running"):
                         resumed += 1
                         self.spawn(record.id)
-                    elif (
-                        status == "waiting"
-                        and record.waiting_signal is not None
-                        and self.first_signal(record.id, record.waiting_signal) is not None
-                    ):
+                    elif status == "waiting" and record.waiting_signal in mail:
                         woken += 1
                         self.spawn(record.id)
                     else:

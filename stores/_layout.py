@@ -326,7 +326,9 @@ def _put_signal(txn: Txn, op: PutSignal) -> PutSignalResult:
     entry = MailboxEntry(seq, op.signal, op.payload, op.dedup_key)
     txn.put("mailbox", eid.encode() + b"\x00" + _U32.pack(seq), frame(encode_mail(entry)))
     txn.put("mailbox_seq", eid.encode(), _U32.pack(seq + 1))
-    return PutSignalResult(SignalOutcome.BUFFERED, seq=seq, status=record.status)
+    return PutSignalResult(
+        SignalOutcome.BUFFERED, seq=seq, status=record.status, waiting_signal=record.waiting_signal
+    )
 
 
 def apply_op(txn: Txn, op: Op) -> Any:

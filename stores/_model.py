@@ -105,6 +105,9 @@ class PutSignalResult:
     outcome: SignalOutcome
     seq: int | None = None
     status: str | None = None
+    #: The signal the execution was waiting for when this one was buffered (read in the
+    #: same transaction, so the caller needs no second read to say "delivered").
+    waiting_signal: str | None = None
 
 
 # --- operations -------------------------------------------------------------------------
