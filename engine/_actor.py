@@ -116,6 +116,7 @@ class ExecutionActor:
         "execution_id",
         "exited",
         "facts",
+        "fresh_events",
         "hung",
         "park_requested",
         "parked",
@@ -161,6 +162,8 @@ class ExecutionActor:
         self._staged_events: list[Event] = []
         self._staged_ops: list[Op] = []
         self._staged_changes: dict[str, Any] = {}
+        #: The log of an execution just created here (not read back from the store).
+        self.fresh_events: list[Event] | None = None
 
     @property
     def record(self) -> ExecutionRecord:
@@ -380,11 +383,14 @@ class ExecutionActor:
                 pass
             await self._finish_cancelled()
             return
-        try:
-            events = decode_all(engine.store.read_events(eid), eid)
-        except CorruptRecordError as exc:
-            await engine.quarantine(self.record_, exc)
-            return
+        events = self.fresh_events
+        self.fresh_events = None
+        if events is None:
+            try:
+                events = decode_all(engine.store.read_events(eid), eid)
+            except CorruptRecordError as exc:
+                await engine.quarantine(self.record_, exc)
+                return
         self.seq = len(events)
         self.replayer = Replayer(events, eid)
         definition = self.definition

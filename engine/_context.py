@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, overload
 
 import attrs
@@ -108,12 +109,17 @@ class _SystemEntropy:
 #: a seeded source while it checks replay. Recorded values never come from here again.
 entropy: EntropySource = _SystemEntropy()
 
-_current_step: ContextVar[StepInfo | None] = ContextVar("durably_current_step", default=None)
+#: ``(execution id, step id, attempt)`` of the step body running in this task: a tuple,
+#: not a ``StepInfo``, because every step sets it and few bodies ask.
+_current_step: ContextVar[tuple[str, str, int] | None] = ContextVar(
+    "durably_current_step", default=None
+)
 
 
 def current_step() -> StepInfo | None:
     """The step whose body is running in this task, or ``None`` outside a step body."""
-    return _current_step.get()
+    info = _current_step.get()
+    return None if info is None else StepInfo(*info)
 
 
 @attrs.frozen
@@ -316,10 +322,15 @@ class Context:
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
         while True:
-            token = _current_step.set(StepInfo(actor.execution_id, sid, attempt))
+            token = _current_step.set((actor.execution_id, sid, attempt))
             started = trio.current_time()
             try:
-                value = await _call_with_timeout(fn, args, timeout, sid)
+                if timeout is None:
+                    value = fn(*args)
+                    if _awaitable(value):
+                        value = await value
+                else:
+                    value = await _call_with_timeout(fn, args, timeout, sid)
             except Exception as exc:
                 duration = (trio.current_time() - started) * 1000
                 info = error_info(exc)
@@ -787,9 +798,19 @@ async def _call_with_timeout(
 
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     value = fn(*args)
-    if inspect.isawaitable(value):
+    if _awaitable(value):
         value = await value
     return value
+
+
+#: Types that are never awaitable: ``inspect.isawaitable`` (an ABC check) is skipped for
+#: them, on the path of every step.
+_PLAIN = frozenset((int, str, float, bool, type(None), dict, list, tuple, bytes))
+
+
+def _awaitable(value: Any) -> bool:
+    kind = type(value)
+    return kind is CoroutineType or (kind not in _PLAIN and inspect.isawaitable(value))
 
 
 def _signal_result(shape: str, payload: Any) -> Any:

@@ -338,7 +338,7 @@ class Engine:
             if self._bus is not None:
                 self._bus.publish(eid, [first], 0)
             self._replayed_here.add(eid)
-            self.spawn(eid)
+            self.spawn(eid, fresh=(record, [first]))
         return str(winner)
 
     async def start_and_wait(
@@ -796,9 +796,17 @@ class Engine:
     # --- actors: the supervisor's side ---
 
     def spawn(
-        self, execution_id: str, *, cancel: tuple[str | None, str | None] | None = None
+        self,
+        execution_id: str,
+        *,
+        cancel: tuple[str | None, str | None] | None = None,
+        fresh: tuple[ExecutionRecord, list[Event]] | None = None,
     ) -> None:
-        """Make sure the execution runs: wake its live actor, or start (or queue) one."""
+        """Make sure the execution runs: wake its live actor, or start (or queue) one.
+
+        ``fresh``: the record and log of an execution this engine just created, so that
+        its actor need not read back what was just written.
+        """
         if not self.worker:
             self._channel.hint_soon({"op": "cancel" if cancel else "wake", "eid": execution_id})
             return
@@ -823,19 +831,27 @@ class Engine:
                 victim = self.idle.pop(next(iter(self.idle)))
                 victim.request_park()
             return
-        self._launch(execution_id, cancel)
+        self._launch(execution_id, cancel, fresh)
 
-    def _launch(self, execution_id: str, cancel: tuple[str | None, str | None] | None) -> None:
+    def _launch(
+        self,
+        execution_id: str,
+        cancel: tuple[str | None, str | None] | None,
+        fresh: tuple[ExecutionRecord, list[Event]] | None = None,
+    ) -> None:
         assert self._actor_nursery is not None
         held = self._held.get(execution_id)
         if held is not None:
             held.append(cancel)
             return
-        try:
-            record = self.store.get_execution(execution_id)
-        except CorruptRecordError as exc:
-            log.error("execution %s cannot be read: %s", execution_id, exc)
-            return
+        if fresh is not None:
+            record: ExecutionRecord | None = fresh[0]
+        else:
+            try:
+                record = self.store.get_execution(execution_id)
+            except CorruptRecordError as exc:
+                log.error("execution %s cannot be read: %s", execution_id, exc)
+                return
         if record is None or Status(record.status).terminal:
             return
         definition = self._definitions.get(record.workflow)
@@ -843,6 +859,8 @@ class Engine:
             log.warning("execution %s: workflow %r is not registered", record.id, record.workflow)
             return
         actor = ExecutionActor(self, record, definition)
+        if fresh is not None:
+            actor.fresh_events = fresh[1]
         if cancel is not None:
             actor.cancel_reason, actor.cancel_by = cancel[0] or "cancelled", cancel[1]
         self.live[execution_id] = actor
