@@ -96,6 +96,43 @@ class _EngineFailure(BaseException):
         super().__init__(str(error))
 
 
+class _Wake:
+    """The actor's wake-up flag: ``trio.Event`` without its parking lot, reusable.
+
+    Set far more often than anything else an actor waits on (every timer fire and
+    signal), and held by every waiting live actor: two objects, no allocation per wake.
+    """
+
+    __slots__ = ("flag", "task")
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        self.flag = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        """Until ``set`` (cancellable; returns at once, without a checkpoint, if set)."""
+        if self.flag:
+            return
+        self.task = trio.lowlevel.current_task()
+        try:
+            await trio.lowlevel.wait_task_rescheduled(self._abort)
+        finally:
+            self.task = None
+
+    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        # Forget the task at once: trio reschedules it with the cancellation, and a
+        # ``set`` before it runs must not reschedule it a second time.
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
 def _unwrap(exc: Exception) -> Exception:
     """The one error inside a workflow's own nursery, so the record names it (a group of
     one says only "Exceptions from Trio nursery")."""
@@ -111,6 +148,7 @@ class ExecutionActor:
         "_staged_ops",
         "cancel_by",
         "cancel_reason",
+        "deferred",
         "definition",
         "engine",
         "execution_id",
@@ -144,8 +182,9 @@ class ExecutionActor:
         self.execution_id = record.id
         self.seq = 0
         self.replayer = Replayer([], record.id)
-        self.wake = trio.Event()
+        self.wake = _Wake()
         self.woken = False
+        self.deferred = False
         self.park_requested = False
         self.parked = False
         self.cancel_reason: str | None = None
@@ -192,6 +231,8 @@ class ExecutionActor:
         **changes: Any,
     ) -> None:
         """Append ``event`` (and what is staged) durably; apply ``changes`` to the record."""
+        if self.deferred:
+            await self.settle()
         events = self._staged_events
         events.append(event)
         try:
@@ -274,6 +315,8 @@ class ExecutionActor:
         unaware of: the record must say what the execution waits for, and its timers
         must be in the index, before it waits.
         """
+        if self.deferred:
+            await self.settle()
         changes = {**self._staged_changes, **changes}
         record = attrs.evolve(self.record_, updated_ms=self.engine.clock.now_ms(), **changes)
         try:
@@ -283,6 +326,19 @@ class ExecutionActor:
         self.record_ = record
         self._staged_ops = []
         self._staged_changes = {}
+
+    async def settle(self) -> None:
+        """Woken with others: let them all resume before doing this one's durable work.
+
+        Executions woken together (timers due at one instant, a burst of signals) would
+        otherwise each run to their next commit before the next one resumes, and the
+        last one's lateness would be the sum of all their work. Called before the first
+        durable write after a wake: while the scheduler is still firing due timers, until
+        it has fired them all; otherwise one yield (behind every task woken so far).
+        """
+        self.deferred = False
+        if not await self.engine.scheduler.caught_up():
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     # --- waiting ---
 
@@ -315,10 +371,11 @@ class ExecutionActor:
             await self.wake.wait()
         finally:
             engine.idle.pop(self.execution_id, None)
-        self.wake = trio.Event()
+        self.wake.flag = False
         if self.park_requested:
             raise _Suspend
         self.woken = False
+        self.deferred = True
 
     # --- lifecycle ---
 
@@ -429,6 +486,8 @@ class ExecutionActor:
                     f"{definition.timeout} s from its start (or its last operator retry); "
                     "raise the workflow's timeout= or retry the execution"
                 )
+            if self.deferred:
+                await self.settle()
             self.replayer.finish()
             shaped = _codec.shape(result, f"result of workflow {definition.name!r}")
         except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):

@@ -317,8 +317,10 @@ class Context:
                 attempt = last.attempt + 1
                 await self._resume_wait("retrying", None, (last.retry_at, sid))
                 await self._wait_until(last.retry_at, sid, retrying=True)
-        if actor.record.recoveries:
+        if actor.record_.recoveries:
             await actor.caught_up()
+        if actor.deferred:
+            await actor.settle()  # woken with others: their resumption before this body
         policy = retry if retry is not None else actor.definition.retry
         clock = actor.engine.clock
         while True:

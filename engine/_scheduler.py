@@ -42,6 +42,7 @@ class Scheduler:
         self._heap: list[_Key] = []
         self._armed: set[_Key] = set()
         self._changed = trio.Event()
+        self._caught_up: trio.Event | None = None
         self.fired = 0
 
     def __len__(self) -> int:
@@ -59,6 +60,21 @@ class Scheduler:
     def disarm(self, timer: Timer) -> None:
         self._armed.discard((timer.due_ms, timer.owner, timer.timer_id))
 
+    async def caught_up(self) -> bool:
+        """Until every timer due so far has fired; whether it had to wait.
+
+        Woken executions wait here before their durable work (``ExecutionActor.settle``),
+        so that timers due together all resume before any of them finishes. The wait
+        ends: the scheduler fires due timers in bounded batches until none is left, and
+        sets the event on the way out too (no per-waiter deadline: thousands of those
+        would cost more than the wait).
+        """
+        event = self._caught_up
+        if event is None:
+            return False  # nothing was pending: no wait, no checkpoint
+        await event.wait()
+        return True
+
     def load(self) -> int:
         """Arm every timer of the store's index; returns how many."""
         timers = self._store.due_timers(_NEVER)
@@ -68,21 +84,38 @@ class Scheduler:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        try:
+            await self._loop()
+        finally:
+            if self._caught_up is not None:  # never leave a woken execution waiting
+                self._caught_up.set()
+                self._caught_up = None
+
+    async def _loop(self) -> None:
         heap = self._heap
+        armed = self._armed
+        on_timer = self._on_timer
         while True:
             now = self._clock.now_ms()
             fired = 0
             while heap and heap[0][0] <= now and fired < self._batch:
                 key = heapq.heappop(heap)
-                if key not in self._armed:
+                if key not in armed:
                     continue
-                self._armed.discard(key)
+                armed.discard(key)
                 fired += 1
-                self._on_timer(Timer(*key))
+                on_timer(Timer(*key))
             self.fired += fired
-            if fired >= self._batch:
+            if fired >= self._batch or (fired and self._caught_up is not None):
+                # Behind (or just caught up): the executions woken so far resume in the
+                # next tick; their durable work waits for the pass that fires nothing.
+                if self._caught_up is None:
+                    self._caught_up = trio.Event()
                 await trio.lowlevel.checkpoint()
                 continue
+            if self._caught_up is not None:
+                self._caught_up.set()
+                self._caught_up = None
             self._changed = trio.Event()
             deadline = self._clock.deadline(heap[0][0]) if heap else float("inf")
             with trio.move_on_at(deadline):

@@ -279,6 +279,38 @@ async def test_thousands_of_timers_due_at_once_all_fire(
         assert engine.scheduler.fired >= 3000
 
 
+async def test_timers_due_together_all_resume_before_any_finishes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Lateness of timers due at one instant is bounded by waking them, not by the work
+    each does next: every woken execution resumes before any runs its next step body or
+    writes (the scheduler fires in batches of 1,000, so 2,500 span three)."""
+    order: list[tuple[str, int]] = []
+
+    def body(i: int) -> int:
+        order.append(("body", i))
+        return i
+
+    @durably.workflow("burst")
+    async def burst(ctx: durably.Context, i: int) -> int:
+        await ctx.sleep(until=datetime(2030, 1, 1, 1, tzinfo=UTC), step_id="t")
+        order.append(("resumed", i))
+        return await ctx.step("after", body, i)
+
+    clock = durably.Clock(datetime(2030, 1, 1, tzinfo=UTC))
+    async with durably.Engine(MemoryStore(), workflows=[burst], clock=clock) as engine:
+        engine._subscribers.append(lambda eid, events: order.append(("written", len(events))))
+        eids = [await engine.start(burst, i) for i in range(2500)]
+        await trio.sleep(60)  # virtual: every sleep armed and recorded, an hour before due
+        order.clear()
+        results = [await engine.wait(eid) for eid in eids]
+    assert results == list(range(2500))
+    resumed = [n for n, (what, _) in enumerate(order) if what == "resumed"]
+    after = [n for n, (what, _) in enumerate(order) if what != "resumed"]
+    assert len(resumed) == 2500
+    assert max(resumed) < min(after)
+
+
 async def test_implicit_step_id_policy(autojump_clock: trio.testing.MockClock) -> None:
     @durably.workflow("implicit")
     async def implicit(ctx: durably.Context, data: None) -> None:
