@@ -279,111 +279,100 @@ class Context:
             raise ConfigurationError(f"step {sid!r}: timeout= must be positive seconds")
         self._enter()
         try:
-            return cast(T, await self._step(sid, fn, args, compensate, retry, timeout))
-        finally:
-            self._busy = False
+            actor = self._actor
+            rtype = _codec.return_type(fn)
 
-    async def _step(
-        self,
-        sid: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        compensate: Callable[[Any], Any] | None,
-        retry: Retry | None,
-        timeout: float | None,
-    ) -> Any:
-        actor = self._actor
-        rtype = _codec.return_type(fn)
+            def where() -> str:
+                return f"step {sid!r} of execution {actor.execution_id}"
 
-        def where() -> str:
-            return f"step {sid!r} of execution {actor.execution_id}"
-
-        recorded = actor.replayer.issue(sid, "step")
-        attempt = 1
-        if recorded is not None:
-            last = recorded[-1]
-            if isinstance(last, StepCompleted | StepSkipped):
-                value = _codec.load(last.result, rtype, where)
-                if compensate is not None:
-                    self._compensations.append((sid, compensate, value))
-                return value
-            if isinstance(last, StepFailed):
-                if sid not in actor.facts.rerun_failed:
-                    raise StepError(sid, last.error["type"], last.error["message"])
-                # An operator retried the execution after this failure: run it again,
-                # with a fresh set of attempts.
-            else:
-                assert isinstance(last, StepRetrying)
-                attempt = last.attempt + 1
-                await self._resume_wait("retrying", None, (last.retry_at, sid))
-                await self._wait_until(last.retry_at, sid, retrying=True)
-        if actor.record_.recoveries:
-            await actor.caught_up()
-        if actor.deferred:
-            await actor.settle()  # woken with others: their resumption before this body
-        policy = retry if retry is not None else actor.definition.retry
-        clock = actor.engine.clock
-        while True:
-            token = _current_step.set((actor.execution_id, sid, attempt))
-            started = trio.current_time()
-            try:
-                if timeout is None:
-                    value = fn(*args)
-                    if _awaitable(value):
-                        value = await value
+            recorded = actor.replayer.issue(sid, "step")
+            attempt = 1
+            if recorded is not None:
+                last = recorded[-1]
+                if isinstance(last, StepCompleted | StepSkipped):
+                    value = _codec.load(last.result, rtype, where)
+                    if compensate is not None:
+                        self._compensations.append((sid, compensate, value))
+                    return cast(T, value)
+                if isinstance(last, StepFailed):
+                    if sid not in actor.facts.rerun_failed:
+                        raise StepError(sid, last.error["type"], last.error["message"])
+                    # An operator retried the execution after this failure: run it again,
+                    # with a fresh set of attempts.
                 else:
-                    value = await _call_with_timeout(fn, args, timeout, sid)
-            except Exception as exc:
-                duration = (trio.current_time() - started) * 1000
-                info = error_info(exc)
-                if policy is not None and policy.allows(exc, attempt):
-                    retry_at = clock.now_ms() + int(policy.delay(attempt) * 1000)
-                    timer = Timer(retry_at, actor.execution_id, sid)
+                    assert isinstance(last, StepRetrying)
+                    attempt = last.attempt + 1
+                    await self._resume_wait("retrying", None, (last.retry_at, sid))
+                    await self._wait_until(last.retry_at, sid, retrying=True)
+            if actor.record_.recoveries:
+                await actor.caught_up()
+            if actor.deferred:
+                await actor.settle()  # woken with others: their resumption before this body
+            policy = retry if retry is not None else actor.definition.retry
+            clock = actor.engine.clock
+            while True:
+                token = _current_step.set((actor.execution_id, sid, attempt))
+                started = trio.current_time()
+                try:
+                    if timeout is None:
+                        value = cast(Any, fn(*args))
+                        if _awaitable(value):
+                            value = await value
+                    else:
+                        value = await _call_with_timeout(fn, args, timeout, sid)
+                except Exception as exc:
+                    duration = (trio.current_time() - started) * 1000
+                    info = error_info(exc)
+                    if policy is not None and policy.allows(exc, attempt):
+                        retry_at = clock.now_ms() + int(policy.delay(attempt) * 1000)
+                        timer = Timer(retry_at, actor.execution_id, sid)
+                        await actor.append(
+                            StepRetrying(
+                                at=clock.now_ms(),
+                                step_id=sid,
+                                error=info,
+                                attempt=attempt,
+                                retry_at=retry_at,
+                                duration_ms=duration,
+                            ),
+                            sid,
+                            [AddTimer(timer)],
+                            status="retrying",
+                            timer=(retry_at, sid),
+                        )
+                        attempt += 1
+                        await self._wait_until(retry_at, sid, retrying=True)
+                        continue
                     await actor.append(
-                        StepRetrying(
+                        StepFailed(
                             at=clock.now_ms(),
                             step_id=sid,
                             error=info,
-                            attempt=attempt,
-                            retry_at=retry_at,
                             duration_ms=duration,
+                            attempt=attempt,
                         ),
                         sid,
-                        [AddTimer(timer)],
-                        status="retrying",
-                        timer=(retry_at, sid),
                     )
-                    attempt += 1
-                    await self._wait_until(retry_at, sid, retrying=True)
-                    continue
+                    raise StepError(sid, info["type"], info["message"]) from exc
+                finally:
+                    _current_step.reset(token)
+                duration = (trio.current_time() - started) * 1000
+                shaped, value = _codec.roundtrip(value, rtype, where)
                 await actor.append(
-                    StepFailed(
+                    StepCompleted(
                         at=clock.now_ms(),
                         step_id=sid,
-                        error=info,
+                        result=shaped,
                         duration_ms=duration,
                         attempt=attempt,
                     ),
                     sid,
                 )
-                raise StepError(sid, info["type"], info["message"]) from exc
-            finally:
-                _current_step.reset(token)
-            duration = (trio.current_time() - started) * 1000
-            shaped, value = _codec.roundtrip(value, rtype, where)
-            await actor.append(
-                StepCompleted(
-                    at=clock.now_ms(),
-                    step_id=sid,
-                    result=shaped,
-                    duration_ms=duration,
-                    attempt=attempt,
-                ),
-                sid,
-            )
-            if compensate is not None:
-                self._compensations.append((sid, compensate, value))
-            return value
+                if compensate is not None:
+                    self._compensations.append((sid, compensate, value))
+                return cast(T, value)
+        finally:
+            self._busy = False
 
     # --- time ---
 
