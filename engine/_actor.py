@@ -236,7 +236,7 @@ class ExecutionActor:
         events = self._staged_events
         events.append(event)
         try:
-            raws = [encode(e) for e in events]
+            raws = [encode(e) for e in events] if len(events) > 1 else [encode(event)]
         except TypeError as exc:
             events.pop()
             raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
@@ -269,10 +269,13 @@ class ExecutionActor:
             raise _EngineFailure(exc) from exc
         self.seq += len(raws)
         self.record_ = record
-        self._staged_events = []
-        self._staged_ops = []
-        self._staged_changes = {}
-        self.replay_done()
+        self._staged_events = []  # a new list: ``events`` goes to the subscribers
+        if self._staged_ops:
+            self._staged_ops = []
+        if self._staged_changes:
+            self._staged_changes = {}
+        if self.replay_guard is not None or self.replay_slot is not None:
+            self.replay_done()
         if step_id is not None:
             self.replayer.record(step_id, event)
         self.engine.published(self.execution_id, events)
