@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -77,6 +79,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("durably")
 
 
+_NO_CHANGES: Mapping[str, Any] = MappingProxyType({})
+
+
 class _Suspend(BaseException):
     """Internal: unwind the workflow so that the actor can park.
 
@@ -116,17 +121,7 @@ class _Wake:
             self.task = None
             trio.lowlevel.reschedule(task)
 
-    async def wait(self) -> None:
-        """Until ``set`` (cancellable; returns at once, without a checkpoint, if set)."""
-        if self.flag:
-            return
-        self.task = trio.lowlevel.current_task()
-        try:
-            await trio.lowlevel.wait_task_rescheduled(self._abort)
-        finally:
-            self.task = None
-
-    def _abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
         # Forget the task at once: trio reschedules it with the cancellation, and a
         # ``set`` before it runs must not reschedule it a second time.
         self.task = None
@@ -143,6 +138,7 @@ def _unwrap(exc: Exception) -> Exception:
 
 class ExecutionActor:
     __slots__ = (
+        "_exited_event",
         "_staged_changes",
         "_staged_events",
         "_staged_ops",
@@ -191,18 +187,34 @@ class ExecutionActor:
         self.cancel_by: str | None = None
         # Made up front so that the engine can interrupt an actor that has not entered it.
         self.scope: trio.CancelScope | None = trio.CancelScope()
-        self.exited = trio.Event()
+        self.exited = False
+        self._exited_event: trio.Event | None = None
         self.rollback_round = 0
         self.facts = HistoryFacts()
         self.timeout_timer: Timer | None = None
         self.replay_guard: trio.CancelScope | None = None
         self.replay_slot: trio.Semaphore | None = None
         self.hung = False
-        self._staged_events: list[Event] = []
-        self._staged_ops: list[Op] = []
-        self._staged_changes: dict[str, Any] = {}
+        self._staged_events: Sequence[Event] = ()
+        # Empty until something is staged (most appends stage nothing): shared empties,
+        # replaced rather than mutated, so that a waiting actor holds no containers.
+        self._staged_ops: Sequence[Op] = ()
+        self._staged_changes: Mapping[str, Any] = _NO_CHANGES
         #: The log of an execution just created here (not read back from the store).
         self.fresh_events: list[Event] | None = None
+
+    async def wait_exited(self) -> None:
+        """Until the actor's task has ended (the event is made only when someone waits)."""
+        if self.exited:
+            return
+        if self._exited_event is None:
+            self._exited_event = trio.Event()
+        await self._exited_event.wait()
+
+    def mark_exited(self) -> None:
+        self.exited = True
+        if self._exited_event is not None:
+            self._exited_event.set()
 
     @property
     def record(self) -> ExecutionRecord:
@@ -211,7 +223,7 @@ class ExecutionActor:
     # --- recording ---
 
     def record_later(self, event: Event, step_id: str) -> None:
-        self._staged_events.append(event)
+        self._staged_events = [*self._staged_events, event]
         self.replayer.record(step_id, event)
 
     def stage(self, event: Event, step_id: str, ops: list[Op], **changes: Any) -> None:
@@ -220,8 +232,10 @@ class ExecutionActor:
         self.stage_record(ops=ops, **changes)
 
     def stage_record(self, *, ops: list[Op], **changes: Any) -> None:
-        self._staged_ops.extend(ops)
-        self._staged_changes.update(changes)
+        if ops:
+            self._staged_ops = [*self._staged_ops, *ops]
+        if changes:
+            self._staged_changes = {**self._staged_changes, **changes}
 
     async def append(
         self,
@@ -233,16 +247,14 @@ class ExecutionActor:
         """Append ``event`` (and what is staged) durably; apply ``changes`` to the record."""
         if self.deferred:
             await self.settle()
-        events = self._staged_events
-        events.append(event)
+        staged = self._staged_events
+        events = [*staged, event] if staged else [event]
         try:
-            raws = [encode(e) for e in events] if len(events) > 1 else [encode(event)]
+            raws = [encode(e) for e in events] if staged else [encode(event)]
         except TypeError as exc:
-            events.pop()
             raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
         limit = self.engine.max_payload_bytes
         if len(raws[-1]) > limit:
-            events.pop()
             what = f"step {step_id!r}" if step_id is not None else "the workflow's outcome"
             raise PayloadError(
                 f"{what} of execution {self.execution_id}: the {event.tag} event is "
@@ -269,11 +281,12 @@ class ExecutionActor:
             raise _EngineFailure(exc) from exc
         self.seq += len(raws)
         self.record_ = record
-        self._staged_events = []  # a new list: ``events`` goes to the subscribers
+        if staged:
+            self._staged_events = ()
         if self._staged_ops:
-            self._staged_ops = []
+            self._staged_ops = ()
         if self._staged_changes:
-            self._staged_changes = {}
+            self._staged_changes = _NO_CHANGES
         if self.replay_guard is not None or self.replay_slot is not None:
             self.replay_done()
         if step_id is not None:
@@ -327,8 +340,8 @@ class ExecutionActor:
         except DurablyError as exc:
             raise _EngineFailure(exc) from exc
         self.record_ = record
-        self._staged_ops = []
-        self._staged_changes = {}
+        self._staged_ops = ()
+        self._staged_changes = _NO_CHANGES
 
     async def settle(self) -> None:
         """Woken with others: let them all resume before doing this one's durable work.
@@ -370,11 +383,17 @@ class ExecutionActor:
         if self.park_requested or engine.should_park():
             raise _Suspend
         engine.idle[self.execution_id] = self
+        wake = self.wake
         try:
-            await self.wake.wait()
+            if not wake.flag:
+                # Waited on here rather than in a method of _Wake: one coroutine fewer
+                # held by every waiting execution.
+                wake.task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(wake.abort)
         finally:
+            wake.task = None
             engine.idle.pop(self.execution_id, None)
-        self.wake.flag = False
+        wake.flag = False
         if self.park_requested:
             raise _Suspend
         self.woken = False
@@ -455,11 +474,12 @@ class ExecutionActor:
         self.replayer = Replayer(events, eid)
         definition = self.definition
         deadline = self._timeout_deadline(events)
+        del events  # the replayer holds them; this frame lives as long as the run
         if self.timeout_timer is not None:
-            self._staged_ops.append(AddTimer(self.timeout_timer))  # idempotent
+            self.stage_record(ops=[AddTimer(self.timeout_timer)])  # idempotent
             engine.scheduler.arm(self.timeout_timer)
         if self.record_.status == "pending":
-            self._staged_changes["status"] = "running"
+            self.stage_record(ops=[], status="running")
         ctx = Context(self)
         try:
             data = _codec.load(

@@ -160,6 +160,9 @@ class HistoryFacts:
     attempt_started: int | None = None
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def history_facts(events: Iterable[Event]) -> HistoryFacts:
     rounds = 0
     resumed_at = -1
@@ -177,10 +180,14 @@ def history_facts(events: Iterable[Event]) -> HistoryFacts:
         elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
             rounds += 1
             started = event.at
-    rerun = frozenset(
-        sid
-        for sid, (index, event) in last.items()
-        if isinstance(event, StepFailed) and index < resumed_at
+    rerun = (
+        frozenset(
+            sid
+            for sid, (index, event) in last.items()
+            if isinstance(event, StepFailed) and index < resumed_at
+        )
+        if resumed_at >= 0
+        else _NONE  # no operator retry: the common case, without an object per run
     )
     return HistoryFacts(rounds, rerun, started)
 
@@ -201,8 +208,10 @@ class Context:
 
     def __init__(self, actor: ExecutionActor) -> None:
         self._actor = actor
-        self._counters: dict[str, int] = {}
-        self._compensations: list[tuple[str, Callable[[Any], Any], Any]] = []
+        # Made on first use: most runs derive no step ids and register no compensations,
+        # and every waiting live execution holds its Context.
+        self._counters: dict[str, int] | None = None
+        self._compensations: list[tuple[str, Callable[[Any], Any], Any]] | None = None
         self._busy = False
 
     # --- identity ---
@@ -234,6 +243,8 @@ class Context:
             if not isinstance(step_id, str) or not step_id or "\x00" in step_id:
                 raise ConfigurationError("a step id must be a non-empty string without NUL")
             return step_id
+        if self._counters is None:
+            self._counters = {}
         count = self._counters.get(kind, 0) + 1
         self._counters[kind] = count
         if explicit_required:
@@ -247,6 +258,11 @@ class Context:
             if policy == "warn":
                 warnings.warn(message, stacklevel=3)
         return f"__{kind}:{count}"
+
+    def _compensate_later(self, sid: str, undo: Callable[[Any], Any], value: Any) -> None:
+        if self._compensations is None:
+            self._compensations = []
+        self._compensations.append((sid, undo, value))
 
     def _enter(self) -> None:
         if self._busy:
@@ -292,7 +308,7 @@ class Context:
                 if isinstance(last, StepCompleted | StepSkipped):
                     value = _codec.load(last.result, rtype, where)
                     if compensate is not None:
-                        self._compensations.append((sid, compensate, value))
+                        self._compensate_later(sid, compensate, value)
                     return cast(T, value)
                 if isinstance(last, StepFailed):
                     if sid not in actor.facts.rerun_failed:
@@ -369,7 +385,7 @@ class Context:
                     sid,
                 )
                 if compensate is not None:
-                    self._compensations.append((sid, compensate, value))
+                    self._compensate_later(sid, compensate, value)
                 return cast(T, value)
         finally:
             self._busy = False

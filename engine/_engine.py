@@ -865,7 +865,12 @@ class Engine:
             actor.cancel_reason, actor.cancel_by = cancel[0] or "cancelled", cancel[1]
         self.live[execution_id] = actor
         self.peak_live = max(self.peak_live, len(self.live))
-        self._actor_nursery.start_soon(self._run_actor, actor)
+        if execution_id in self._replayed_here or actor.cancel_reason is not None:
+            # Nothing to count before it runs (see _run_actor): its own task, without
+            # the wrapper's coroutine held for as long as it waits.
+            self._actor_nursery.start_soon(actor.run)
+        else:
+            self._actor_nursery.start_soon(self._run_actor, actor)
 
     async def _run_actor(self, actor: ExecutionActor) -> None:
         eid = actor.execution_id
@@ -921,7 +926,7 @@ class Engine:
 
     def actor_exited(self, actor: ExecutionActor) -> None:
         eid = actor.execution_id
-        actor.exited.set()
+        actor.mark_exited()
         if self.live.get(eid) is actor:
             del self.live[eid]
         self.idle.pop(eid, None)

@@ -467,7 +467,7 @@ class Operator:
                 assert actor.scope is not None
                 actor.scope.cancel()
                 with trio.CancelScope(shield=True):
-                    await actor.exited.wait()
+                    await actor.wait_exited()
             yield
         finally:
             del engine._held[execution_id]
