@@ -22,7 +22,7 @@ import random as _random
 import traceback
 import uuid as _uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from types import CoroutineType
@@ -163,16 +163,12 @@ class HistoryFacts:
 _NONE: frozenset[str] = frozenset()
 
 
-def history_facts(events: Iterable[Event]) -> HistoryFacts:
+def history_facts(events: Sequence[Event]) -> HistoryFacts:
     rounds = 0
     resumed_at = -1
     started: int | None = None
-    last: dict[str, tuple[int, Event]] = {}
     for index, event in enumerate(events):
-        step_id = getattr(event, "step_id", None)
-        if step_id is not None:
-            last[step_id] = (index, event)
-        elif isinstance(event, ExecutionResumed):
+        if isinstance(event, ExecutionResumed):
             resumed_at = index
             started = event.at
         elif isinstance(event, ExecutionStarted):
@@ -180,14 +176,17 @@ def history_facts(events: Iterable[Event]) -> HistoryFacts:
         elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
             rounds += 1
             started = event.at
-    rerun = (
-        frozenset(
-            sid
-            for sid, (index, event) in last.items()
-            if isinstance(event, StepFailed) and index < resumed_at
-        )
-        if resumed_at >= 0
-        else _NONE  # no operator retry: the common case, without an object per run
+    if resumed_at < 0:  # no operator retry (the common case): nothing runs again
+        return HistoryFacts(rounds, _NONE, started)
+    last: dict[str, tuple[int, Event]] = {}
+    for index, event in enumerate(events):
+        step_id = getattr(event, "step_id", None)
+        if step_id is not None:
+            last[step_id] = (index, event)
+    rerun = frozenset(
+        sid
+        for sid, (index, event) in last.items()
+        if isinstance(event, StepFailed) and index < resumed_at
     )
     return HistoryFacts(rounds, rerun, started)
 

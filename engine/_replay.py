@@ -31,20 +31,32 @@ class Replayer:
 
     def __init__(self, events: list[Event], execution_id: str | None = None) -> None:
         self._execution_id = execution_id
-        self._by_step: dict[str, list[Event]] = {}
+        # A step id's events: the event itself while it is the only one (most steps have
+        # one), a list from the second on. A long history then holds one object per
+        # event instead of two, which its replay's garbage collector walks.
+        self._by_step: dict[str, Event | list[Event]] = {}
         self._order: list[str] = []
         for event in events:
             step_id = getattr(event, "step_id", None)
-            if step_id is None:
-                continue
-            bucket = self._by_step.get(step_id)
-            if bucket is None:
-                self._by_step[step_id] = [event]
-                self._order.append(step_id)
-            else:
-                bucket.append(event)
+            if step_id is not None:
+                self._add(step_id, event)
         self._cursor = 0
         self._seen: set[str] = set()
+
+    def _add(self, step_id: str, event: Event) -> None:
+        by_step = self._by_step
+        bucket = by_step.get(step_id)
+        if bucket is None:
+            by_step[step_id] = event
+            self._order.append(step_id)
+        elif isinstance(bucket, list):
+            bucket.append(event)
+        else:
+            by_step[step_id] = [bucket, event]
+
+    def _events(self, step_id: str) -> list[Event]:
+        bucket = self._by_step[step_id]
+        return bucket if isinstance(bucket, list) else [bucket]
 
     @property
     def replaying(self) -> bool:
@@ -62,7 +74,7 @@ class Replayer:
         position = self._cursor
         if position < len(self._order):
             expected = self._order[position]
-            recorded = self._by_step[expected]
+            recorded = self._events(expected)
             recorded_cmd = recorded[0].command
             if step_id != expected:
                 if step_id in self._by_step:
@@ -80,19 +92,16 @@ class Replayer:
 
     def record(self, step_id: str, event: Event) -> None:
         """Note an event the run just recorded for ``step_id`` (the current command)."""
-        bucket = self._by_step.get(step_id)
-        if bucket is None:
-            self._by_step[step_id] = [event]
-            self._order.append(step_id)
+        new = step_id not in self._by_step
+        self._add(step_id, event)
+        if new:
             self._cursor = len(self._order)
-        else:
-            bucket.append(event)
 
     def finish(self) -> None:
         """The workflow returned or raised: every recorded command must have been reached."""
         if self._cursor < len(self._order):
             expected = self._order[self._cursor]
-            recorded_cmd = self._by_step[expected][0].command
+            recorded_cmd = self._events(expected)[0].command
             raise self._diverged(
                 self._cursor,
                 None,
