@@ -67,6 +67,7 @@ from ._events import (
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
+    TimerFired,
     decode_all,
     encode,
 )
@@ -139,6 +140,7 @@ def _unwrap(exc: Exception) -> Exception:
 class ExecutionActor:
     __slots__ = (
         "_exited_event",
+        "_fired",
         "_staged_changes",
         "_staged_events",
         "_staged_ops",
@@ -189,6 +191,7 @@ class ExecutionActor:
         self.scope: trio.CancelScope | None = trio.CancelScope()
         self.exited = False
         self._exited_event: trio.Event | None = None
+        self._fired: tuple[Timer, int] | None = None
         self.rollback_round = 0
         self.facts = HistoryFacts()
         self.timeout_timer: Timer | None = None
@@ -222,7 +225,32 @@ class ExecutionActor:
 
     # --- recording ---
 
+    def timer_fired(self, timer: Timer) -> None:
+        """Note that ``timer`` (of a ``ctx.sleep``) fired now; its ``TimerFired`` is built
+        and staged by the next recording call (``_stage_fired``).
+
+        The note is one tuple: thousands of executions woken together each make it while
+        they resume, before any of them does durable work, and objects made then are what
+        pushes CPython's collector into a full pass in the middle of the burst.
+        """
+        self._fired = (timer, self.engine.clock.now_ms())
+
+    def _stage_fired(self) -> None:
+        fired = self._fired
+        if fired is not None:
+            self._fired = None
+            timer, at = fired
+            self.stage(
+                TimerFired(at=at, step_id=timer.timer_id),
+                timer.timer_id,
+                [RemoveTimer(timer)],
+                status="running",
+                timer=None,
+            )
+
     def record_later(self, event: Event, step_id: str) -> None:
+        if self._fired is not None:
+            self._stage_fired()
         self._staged_events = [*self._staged_events, event]
         self.replayer.record(step_id, event)
 
@@ -232,6 +260,8 @@ class ExecutionActor:
         self.stage_record(ops=ops, **changes)
 
     def stage_record(self, *, ops: list[Op], **changes: Any) -> None:
+        if self._fired is not None:
+            self._stage_fired()
         if ops:
             self._staged_ops = [*self._staged_ops, *ops]
         if changes:
@@ -247,6 +277,8 @@ class ExecutionActor:
         """Append ``event`` (and what is staged) durably; apply ``changes`` to the record."""
         if self.deferred:
             await self.settle()
+        if self._fired is not None:
+            self._stage_fired()
         staged = self._staged_events
         events = [*staged, event] if staged else [event]
         try:
@@ -333,6 +365,8 @@ class ExecutionActor:
         """
         if self.deferred:
             await self.settle()
+        if self._fired is not None:
+            self._stage_fired()
         changes = {**self._staged_changes, **changes}
         record = attrs.evolve(self.record_, updated_ms=self.engine.clock.now_ms(), **changes)
         try:

@@ -499,22 +499,15 @@ class Context:
         timer = Timer(wake_at, actor.execution_id, sid)
         while actor.engine.clock.now_ms() < wake_at:
             await actor.wait_wake(timer)
-        ops: list[Any] = [RemoveTimer(timer)]
         if retrying:
             # The retry's next attempt starts now; its outcome is the next recorded event.
-            actor.stage_record(status="running", timer=None, ops=ops)
+            actor.stage_record(status="running", timer=None, ops=[RemoveTimer(timer)])
             return
         # Staged, not committed on its own: it rides with the workflow's next durable
         # call. A crash before then re-fires the timer (its index entry is removed in
         # that same transaction): the fire is recorded once, and nothing the workflow
         # did after waking was acknowledged, so a step re-runs at least once as ever.
-        actor.stage(
-            TimerFired(at=actor.engine.clock.now_ms(), step_id=sid),
-            sid,
-            ops,
-            status="running",
-            timer=None,
-        )
+        actor.timer_fired(timer)
 
     # --- signals ---
 

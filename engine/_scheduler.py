@@ -21,6 +21,7 @@ import trio
 from durably.stores import Store, Timer
 
 from ._clock import Clock
+from ._commit import _Done
 
 _Key = tuple[int, str, str]
 _NEVER = 2**63 - 1
@@ -42,7 +43,9 @@ class Scheduler:
         self._heap: list[_Key] = []
         self._armed: set[_Key] = set()
         self._changed = trio.Event()
-        self._caught_up: trio.Event | None = None
+        # Uncancellable, like the commit wait: a woken execution's settle waits on it, and
+        # a trio.Event would hold a closure per waiter for the length of the burst.
+        self._caught_up: _Done | None = None
         self.fired = 0
 
     def __len__(self) -> int:
@@ -110,7 +113,7 @@ class Scheduler:
                 # Behind (or just caught up): the executions woken so far resume in the
                 # next tick; their durable work waits for the pass that fires nothing.
                 if self._caught_up is None:
-                    self._caught_up = trio.Event()
+                    self._caught_up = _Done()
                 await trio.lowlevel.checkpoint()
                 continue
             if self._caught_up is not None:
