@@ -47,6 +47,7 @@ from durably.stores import (
 
 from . import _codec
 from ._channel import CANCEL_SIGNAL
+from ._commit import refuse_abort
 from ._context import (
     TIMEOUT_TIMER,
     Context,
@@ -387,7 +388,11 @@ class ExecutionActor:
         it has fired them all; otherwise one yield (behind every task woken so far).
         """
         self.deferred = False
-        if not await self.engine.scheduler.caught_up():
+        behind = self.engine.scheduler.behind
+        if behind is not None and behind.join():
+            # Frames held here stay held by every woken execution until the release.
+            await trio.lowlevel.wait_task_rescheduled(refuse_abort)
+        else:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     # --- waiting ---

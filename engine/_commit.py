@@ -54,11 +54,11 @@ def _runnable_counter() -> Callable[[], int]:
     return _public_runnable
 
 
-def _refuse_abort(raise_cancel: Any) -> trio.lowlevel.Abort:
+def refuse_abort(raise_cancel: Any) -> trio.lowlevel.Abort:
     return trio.lowlevel.Abort.FAILED
 
 
-class _Done:
+class Done:
     """A one-shot event whose ``wait`` cannot be cancelled: the producer's shielded wait.
 
     Same meaning as ``trio.Event`` waited on inside ``CancelScope(shield=True)``, at a
@@ -88,7 +88,16 @@ class _Done:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return
         self._waiters.append(trio.lowlevel.current_task())
-        await trio.lowlevel.wait_task_rescheduled(_refuse_abort)
+        await trio.lowlevel.wait_task_rescheduled(refuse_abort)
+
+    def join(self) -> bool:
+        """``wait`` in two halves, for a caller that must not add a coroutine frame per
+        waiter: register the current task (False if already set, nothing to wait for);
+        the caller then awaits ``wait_task_rescheduled(refuse_abort)`` itself."""
+        if self._flag:
+            return False
+        self._waiters.append(trio.lowlevel.current_task())
+        return True
 
 
 class _Batch:
@@ -97,7 +106,7 @@ class _Batch:
     def __init__(self) -> None:
         self.ops: list[Op] = []
         self.slices: list[tuple[int, int]] = []
-        self.done = _Done()
+        self.done = Done()
         self.results: list[Any] = []
         self.errors: dict[int, BaseException] = {}
 
@@ -164,7 +173,7 @@ class Committer:
         batch.ops.extend(ops)
         batch.slices.append((start, len(batch.ops)))
         self._work.set()
-        await batch.done.wait()  # uncancellable (see _Done): ops handed over are written
+        await batch.done.wait()  # uncancellable (see Done): ops handed over are written
         error = batch.errors.get(index)
         if error is not None:
             raise error

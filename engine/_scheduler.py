@@ -21,7 +21,7 @@ import trio
 from durably.stores import Store, Timer
 
 from ._clock import Clock
-from ._commit import _Done
+from ._commit import Done
 
 _Key = tuple[int, str, str]
 _NEVER = 2**63 - 1
@@ -43,9 +43,14 @@ class Scheduler:
         self._heap: list[_Key] = []
         self._armed: set[_Key] = set()
         self._changed = trio.Event()
-        # Uncancellable, like the commit wait: a woken execution's settle waits on it, and
-        # a trio.Event would hold a closure per waiter for the length of the burst.
-        self._caught_up: _Done | None = None
+        #: Set while the scheduler is behind (due timers not yet fired), released once it
+        #: has fired them all: woken executions wait on it before their durable work
+        #: (``ExecutionActor.settle``), so that timers due together all resume before
+        #: any of them finishes. Uncancellable like the commit wait (a trio.Event would
+        #: hold a closure per waiter for the length of the burst); the wait always ends,
+        #: since the scheduler fires in bounded batches until none is due, and releases
+        #: it on the way out too.
+        self.behind: Done | None = None
         self.fired = 0
 
     def __len__(self) -> int:
@@ -63,21 +68,6 @@ class Scheduler:
     def disarm(self, timer: Timer) -> None:
         self._armed.discard((timer.due_ms, timer.owner, timer.timer_id))
 
-    async def caught_up(self) -> bool:
-        """Until every timer due so far has fired; whether it had to wait.
-
-        Woken executions wait here before their durable work (``ExecutionActor.settle``),
-        so that timers due together all resume before any of them finishes. The wait
-        ends: the scheduler fires due timers in bounded batches until none is left, and
-        sets the event on the way out too (no per-waiter deadline: thousands of those
-        would cost more than the wait).
-        """
-        event = self._caught_up
-        if event is None:
-            return False  # nothing was pending: no wait, no checkpoint
-        await event.wait()
-        return True
-
     def load(self) -> int:
         """Arm every timer of the store's index; returns how many."""
         timers = self._store.due_timers(_NEVER)
@@ -90,9 +80,9 @@ class Scheduler:
         try:
             await self._loop()
         finally:
-            if self._caught_up is not None:  # never leave a woken execution waiting
-                self._caught_up.set()
-                self._caught_up = None
+            if self.behind is not None:  # never leave a woken execution waiting
+                self.behind.set()
+                self.behind = None
 
     async def _loop(self) -> None:
         heap = self._heap
@@ -109,16 +99,16 @@ class Scheduler:
                 fired += 1
                 on_timer(Timer(*key))
             self.fired += fired
-            if fired >= self._batch or (fired and self._caught_up is not None):
+            if fired >= self._batch or (fired and self.behind is not None):
                 # Behind (or just caught up): the executions woken so far resume in the
                 # next tick; their durable work waits for the pass that fires nothing.
-                if self._caught_up is None:
-                    self._caught_up = _Done()
+                if self.behind is None:
+                    self.behind = Done()
                 await trio.lowlevel.checkpoint()
                 continue
-            if self._caught_up is not None:
-                self._caught_up.set()
-                self._caught_up = None
+            if self.behind is not None:
+                self.behind.set()
+                self.behind = None
             self._changed = trio.Event()
             deadline = self._clock.deadline(heap[0][0]) if heap else float("inf")
             with trio.move_on_at(deadline):
