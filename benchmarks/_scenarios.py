@@ -269,7 +269,8 @@ def signal_round_trip(b: Bench) -> tuple[Measured, Measured]:
 
 def timers(b: Bench) -> Measured:
     """Lateness of ``n`` sleeps due at one instant, from due time to the sleep returning
-    (its ``TimerFired`` durable). Baseline: waking ``n`` bare trio tasks plus writing ``n``
+    in the workflow (its ``TimerFired`` is written with the workflow's next commit, the
+    outcome here). Baseline: waking ``n`` bare trio tasks plus writing ``n``
     events in 1,000-put synced transactions, the least that firing ``n`` timers costs.
 
     The due time must come after every sleep is durably armed, or lateness would measure
