@@ -226,7 +226,7 @@ class ExecutionActor:
 
     # --- recording ---
 
-    def timer_fired(self, timer: Timer) -> None:
+    def timer_fired(self, timer: Timer, at: int) -> None:
         """Note that ``timer`` (of a ``ctx.sleep``) fired now; its ``TimerFired`` is built
         and staged by the next recording call (``_stage_fired``).
 
@@ -234,7 +234,7 @@ class ExecutionActor:
         they resume, before any of them does durable work, and objects made then are what
         pushes CPython's collector into a full pass in the middle of the burst.
         """
-        self._fired = (timer, self.engine.clock.now_ms())
+        self._fired = (timer, at)
 
     def _stage_fired(self) -> None:
         fired = self._fired

@@ -497,8 +497,11 @@ class Context:
         """Wait (live or parked) until ``wake_at``, then record that the timer fired."""
         actor = self._actor
         timer = Timer(wake_at, actor.execution_id, sid)
-        while actor.engine.clock.now_ms() < wake_at:
+        clock = actor.engine.clock
+        now = clock.now_ms()
+        while now < wake_at:
             await actor.wait_wake(timer)
+            now = clock.now_ms()
         if retrying:
             # The retry's next attempt starts now; its outcome is the next recorded event.
             actor.stage_record(status="running", timer=None, ops=[RemoveTimer(timer)])
@@ -507,7 +510,7 @@ class Context:
         # call. A crash before then re-fires the timer (its index entry is removed in
         # that same transaction): the fire is recorded once, and nothing the workflow
         # did after waking was acknowledged, so a step re-runs at least once as ever.
-        actor.timer_fired(timer)
+        actor.timer_fired(timer, now)
 
     # --- signals ---
 

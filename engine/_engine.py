@@ -946,11 +946,18 @@ class Engine:
     def should_park(self) -> bool:
         return self._closing or bool(self._runq)
 
-    def _on_timer(self, timer: Timer) -> None:
-        if timer.owner.startswith("schedule:"):
-            self._schedules.due(timer)
+    def _on_timer(self, due_ms: int, owner: str, timer_id: str) -> None:
+        # Called for each of thousands of timers due together: a live execution is woken
+        # without building a Timer or taking spawn's general path.
+        if self.worker:
+            actor = self.live.get(owner)
+            if actor is not None:
+                actor.wake_up()
+                return
+        if owner.startswith("schedule:"):
+            self._schedules.due(Timer(due_ms, owner, timer_id))
             return
-        self.spawn(timer.owner)
+        self.spawn(owner)
 
     def finished(self, execution_id: str, status: str) -> None:
         self._replayed_here.discard(execution_id)

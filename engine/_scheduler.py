@@ -32,7 +32,7 @@ class Scheduler:
         self,
         store: Store,
         clock: Clock,
-        on_timer: Callable[[Timer], None],
+        on_timer: Callable[[int, str, str], None],
         *,
         batch: int = 1000,
     ) -> None:
@@ -97,7 +97,7 @@ class Scheduler:
                     continue
                 armed.discard(key)
                 fired += 1
-                on_timer(Timer(*key))
+                on_timer(*key)
             self.fired += fired
             if fired >= self._batch or (fired and self.behind is not None):
                 # Behind (or just caught up): the executions woken so far resume in the
