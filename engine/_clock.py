@@ -17,7 +17,7 @@ import trio
 
 #: Deadlines are set this much after the due time, so that when trio wakes us the
 #: millisecond clock is certain to read at least the due time (float rounding).
-_SLACK_S = 0.0005
+_SLACK_S = 0.0001
 
 
 class Clock:

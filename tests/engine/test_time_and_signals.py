@@ -324,3 +324,17 @@ async def test_implicit_step_id_policy(autojump_clock: trio.testing.MockClock) -
     async with durably.Engine(MemoryStore(), workflows=[implicit], implicit_step_ids="warn") as e:
         with pytest.warns(UserWarning, match="derived from call order"):
             await e.start_and_wait(implicit)
+
+
+def test_far_timers_are_waited_for_in_two_hops() -> None:
+    """Linux may overrun an epoll wait by 0.1 % of its length (a timer due in a minute
+    would fire 60 ms late): the scheduler wakes early enough to absorb that, then waits
+    the short rest."""
+    from durably._scheduler import _hop
+
+    for remaining in (0.05, 1.0, 60.0, 86_400.0):
+        hop = _hop(1_000.0 + remaining, 1_000.0)
+        assert 1_000.0 < hop < 1_000.0 + remaining
+        assert (1_000.0 + remaining) - hop > remaining * 0.001  # beyond the kernel's slack
+    assert _hop(1_000.005, 1_000.0) == 1_000.005  # a short wait: no hop
+    assert _hop(float("inf"), 1_000.0) == float("inf")
