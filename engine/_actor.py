@@ -104,10 +104,11 @@ class _EngineFailure(BaseException):
 
 
 class _Wake:
-    """The actor's wake-up flag: ``trio.Event`` without its parking lot, reusable.
+    """The actor's wake-up flag: a reusable ``trio.Event`` for one waiter.
 
     Set far more often than anything else an actor waits on (every timer fire and
-    signal), and held by every waiting live actor: two objects, no allocation per wake.
+    signal), and held by every waiting live actor: no task set, no closure per wait, no
+    new event per wake.
     """
 
     __slots__ = ("flag", "task")
@@ -390,7 +391,8 @@ class ExecutionActor:
         self.deferred = False
         behind = self.engine.scheduler.behind
         if behind is not None and behind.join():
-            # Frames held here stay held by every woken execution until the release.
+            # Awaited here rather than through a helper coroutine: every woken execution
+            # holds this wait's frames until the release.
             await trio.lowlevel.wait_task_rescheduled(refuse_abort)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
