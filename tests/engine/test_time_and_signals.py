@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 import trio
 
@@ -338,3 +339,33 @@ def test_far_timers_are_waited_for_in_two_hops() -> None:
         assert (1_000.0 + remaining) - hop > remaining * 0.001  # beyond the kernel's slack
     assert _hop(1_000.005, 1_000.0) == 1_000.005  # a short wait: no hop
     assert _hop(float("inf"), 1_000.0) == float("inf")
+
+
+async def test_an_engine_stopped_in_the_middle_of_a_wake_burst_loses_nothing(
+    store_factory: Callable[[], Store], autojump_clock: trio.testing.MockClock
+) -> None:
+    """Executions woken together wait for the scheduler before their durable work; an
+    engine that stops while they wait must neither hang nor lose a fire. The fires that
+    were not written yet are fired again after the restart, once each."""
+    due = datetime(2030, 1, 1, 1, tzinfo=UTC)
+
+    @durably.workflow("burst-stop")
+    async def burst_stop(ctx: durably.Context, i: int) -> int:
+        await ctx.sleep(until=due, step_id="t")
+        return await ctx.step("after", lambda: i)
+
+    clock = durably.Clock(datetime(2030, 1, 1, tzinfo=UTC))
+    store = store_factory()
+    async with durably.Engine(store, workflows=[burst_stop], clock=clock) as engine:
+        eids = [await engine.start(burst_stop, i) for i in range(2500)]
+        # Leave at the due instant: the scheduler is firing its first batch, and the woken
+        # executions wait for it (or have just started their durable work).
+        await trio.sleep_until(clock.deadline(int(due.timestamp() * 1000)))
+    # Stopped mid-burst: nothing finished (when written: the first batch of 1,000 had
+    # recorded its fire and step, the other 1,500 still slept).
+    assert {r.status for r in store.list_executions(limit=None)} <= {"sleeping", "running"}
+    async with durably.Engine(store, workflows=[burst_stop], clock=clock) as engine:
+        assert [await engine.wait(eid) for eid in eids] == list(range(2500))
+    for eid in eids:
+        tags = [orjson.loads(raw)["t"] for raw in store.read_events(eid)]
+        assert tags.count("timer.fired") == 1, tags
