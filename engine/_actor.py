@@ -47,7 +47,6 @@ from durably.stores import (
 
 from . import _codec
 from ._channel import CANCEL_SIGNAL
-from ._commit import refuse_abort
 from ._context import (
     TIMEOUT_TIMER,
     Context,
@@ -72,6 +71,7 @@ from ._events import (
     decode_all,
     encode,
 )
+from ._latch import refuse_abort
 from ._replay import Replayer
 
 if TYPE_CHECKING:

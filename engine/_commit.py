@@ -30,6 +30,7 @@ import trio
 from durably.stores import Op, Store
 
 from ._errors import CorruptRecordError, StoreError
+from ._latch import Done
 
 
 def _public_runnable() -> int:
@@ -52,52 +53,6 @@ def _runnable_counter() -> Callable[[], int]:
     except AttributeError:
         pass
     return _public_runnable
-
-
-def refuse_abort(raise_cancel: Any) -> trio.lowlevel.Abort:
-    return trio.lowlevel.Abort.FAILED
-
-
-class Done:
-    """A one-shot event whose ``wait`` cannot be cancelled: the producer's shielded wait.
-
-    Same meaning as ``trio.Event`` waited on inside ``CancelScope(shield=True)``, at a
-    fraction of the cost (a cancel scope per commit was the largest single cost of a step
-    under load): the waiting task refuses aborts and is rescheduled by ``set``; a pending
-    cancellation is delivered at its next checkpoint, as after leaving a shield.
-    """
-
-    __slots__ = ("_flag", "_waiters")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._waiters: list[trio.lowlevel.Task] = []
-
-    def is_set(self) -> bool:
-        return self._flag
-
-    def set(self) -> None:
-        if not self._flag:
-            self._flag = True
-            waiters, self._waiters = self._waiters, []
-            for task in waiters:
-                trio.lowlevel.reschedule(task)
-
-    async def wait(self) -> None:
-        if self._flag:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        self._waiters.append(trio.lowlevel.current_task())
-        await trio.lowlevel.wait_task_rescheduled(refuse_abort)
-
-    def join(self) -> bool:
-        """``wait`` in two halves, for a caller that must not add a coroutine frame per
-        waiter: register the current task (False if already set, nothing to wait for);
-        the caller then awaits ``wait_task_rescheduled(refuse_abort)`` itself."""
-        if self._flag:
-            return False
-        self._waiters.append(trio.lowlevel.current_task())
-        return True
 
 
 class _Batch:

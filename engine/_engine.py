@@ -947,13 +947,8 @@ class Engine:
         return self._closing or bool(self._runq)
 
     def _on_timer(self, due_ms: int, owner: str, timer_id: str) -> None:
-        # Called for each of thousands of timers due together: a live execution is woken
-        # without building a Timer or taking spawn's general path.
-        if self.worker:
-            actor = self.live.get(owner)
-            if actor is not None:
-                actor.wake_up()
-                return
+        # Called for each of thousands of timers due together: a Timer is built only for
+        # a schedule's fire, which needs one.
         if owner.startswith("schedule:"):
             self._schedules.due(Timer(due_ms, owner, timer_id))
             return

@@ -21,7 +21,7 @@ import trio
 from durably.stores import Store, Timer
 
 from ._clock import Clock
-from ._commit import Done
+from ._latch import Done
 
 _Key = tuple[int, str, str]
 _NEVER = 2**63 - 1
