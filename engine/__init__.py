@@ -5,114 +5,114 @@ Write workflows as async functions; every durable call's outcome goes to an even
 answered by the log, until it reaches new work.
 """
 
-from . import _codec as codec
-from ._audit import KINDS as AUDIT_KINDS
-from ._audit import AuditEntry as AuditEntry
-from ._bus import Emission as Emission
-from ._bus import Subscription as Subscription
-from ._clock import Clock as Clock
-from ._context import Branch as Branch
-from ._context import Context as Context
-from ._context import StepInfo as StepInfo
-from ._context import current_step as current_step
-from ._describe import FlowNode as FlowNode
-from ._describe import FlowShape as FlowShape
 from ._engine import Client as Client
 from ._engine import Engine as Engine
 from ._engine import RecoveryReport as RecoveryReport
-from ._errors import (
+from .core import _codec as codec
+from .core._audit import KINDS as AUDIT_KINDS
+from .core._audit import AuditEntry as AuditEntry
+from .core._errors import (
     ConfigurationError as ConfigurationError,
 )
-from ._errors import (
+from .core._errors import (
     CorruptRecordError as CorruptRecordError,
 )
-from ._errors import (
+from .core._errors import (
     DuplicateStepError as DuplicateStepError,
 )
-from ._errors import (
+from .core._errors import (
     DurablyError as DurablyError,
 )
-from ._errors import (
+from .core._errors import (
     ExecutionCancelledError as ExecutionCancelledError,
 )
-from ._errors import (
+from .core._errors import (
     ExecutionFailedError as ExecutionFailedError,
 )
-from ._errors import (
+from .core._errors import (
     NonDeterminismError as NonDeterminismError,
 )
-from ._errors import (
+from .core._errors import (
     OperatorError as OperatorError,
 )
-from ._errors import (
+from .core._errors import (
     PayloadError as PayloadError,
 )
-from ._errors import (
+from .core._errors import (
     SignalTimeoutError as SignalTimeoutError,
 )
-from ._errors import (
+from .core._errors import (
     StepError as StepError,
 )
-from ._errors import (
+from .core._errors import (
     StoreClosedError as StoreClosedError,
 )
-from ._errors import (
+from .core._errors import (
     StoreError as StoreError,
 )
-from ._errors import (
+from .core._errors import (
     StoreFullError as StoreFullError,
 )
-from ._errors import (
+from .core._errors import (
     StoreLockedError as StoreLockedError,
 )
-from ._errors import (
+from .core._errors import (
     UnknownExecutionError as UnknownExecutionError,
 )
-from ._errors import (
+from .core._errors import (
     UnknownWorkflowError as UnknownWorkflowError,
 )
-from ._errors import (
+from .core._errors import (
     WaitTimeoutError as WaitTimeoutError,
 )
-from ._errors import (
+from .core._errors import (
     WorkflowTimeoutError as WorkflowTimeoutError,
 )
-from ._operator import ExecutionDetail as ExecutionDetail
-from ._operator import ExecutionPage as ExecutionPage
-from ._operator import Operator as Operator
-from ._operator import StepView as StepView
-from ._retry import Retry as Retry
-from ._schedules import CatchUp as CatchUp
-from ._schedules import Overlap as Overlap
-from ._schedules import Schedule as Schedule
-from ._schedules import ScheduleStatus as ScheduleStatus
-from ._schedules import UnknownScheduleError as UnknownScheduleError
-from ._types import (
+from .core._retry import Retry as Retry
+from .core._types import (
     Execution as Execution,
 )
-from ._types import (
+from .core._types import (
     Received as Received,
 )
-from ._types import (
+from .core._types import (
     Result as Result,
 )
-from ._types import (
+from .core._types import (
     Signal as Signal,
 )
-from ._types import (
+from .core._types import (
     SignalDelivery as SignalDelivery,
 )
-from ._types import (
+from .core._types import (
     SignalOutcome as SignalOutcome,
 )
-from ._types import (
+from .core._types import (
     Status as Status,
 )
-from ._types import (
+from .core._types import (
     TimedOut as TimedOut,
 )
-from ._workflow import WorkflowDefinition as WorkflowDefinition
-from ._workflow import workflow as workflow
+from .core._workflow import WorkflowDefinition as WorkflowDefinition
+from .core._workflow import workflow as workflow
+from .runtime._bus import Emission as Emission
+from .runtime._bus import Subscription as Subscription
+from .runtime._clock import Clock as Clock
+from .runtime._context import Branch as Branch
+from .runtime._context import Context as Context
+from .runtime._context import StepInfo as StepInfo
+from .runtime._context import current_step as current_step
+from .runtime._describe import FlowNode as FlowNode
+from .runtime._describe import FlowShape as FlowShape
+from .runtime._operator import ExecutionDetail as ExecutionDetail
+from .runtime._operator import ExecutionPage as ExecutionPage
+from .runtime._operator import Operator as Operator
+from .runtime._operator import StepView as StepView
+from .runtime._schedules import CatchUp as CatchUp
+from .runtime._schedules import Overlap as Overlap
+from .runtime._schedules import Schedule as Schedule
+from .runtime._schedules import ScheduleStatus as ScheduleStatus
+from .runtime._schedules import UnknownScheduleError as UnknownScheduleError
 
 __version__ = "0.1.0"
 

@@ -20,9 +20,9 @@ import click
 import trio
 
 from ._engine import Client, Engine
-from ._errors import DurablyError, StoreError, UnknownExecutionError
-from ._events import decode_all
-from ._types import Execution, Status
+from .core._errors import DurablyError, StoreError, UnknownExecutionError
+from .core._events import decode_all
+from .core._types import Execution, Status
 
 T = TypeVar("T")
 
@@ -158,7 +158,7 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
             click.echo(f"  {label}: {value}")
     click.echo("timeline:")
     for event in events:
-        from ._types import from_ms
+        from .core._types import from_ms
 
         fields = attrs.asdict(event, recurse=False)
         at = from_ms(fields.pop("at")).strftime("%H:%M:%S.%f")[:-3]
@@ -250,8 +250,8 @@ def describe(target: str, input_json: str | None, mermaid: bool) -> None:
     except json.JSONDecodeError as exc:
         raise _BadUsage(f"--input is not valid JSON: {exc}") from None
 
-    from ._describe import describe as describe_flow
-    from ._workflow import WorkflowDefinition
+    from .core._workflow import WorkflowDefinition
+    from .runtime._describe import describe as describe_flow
 
     if not isinstance(definition, WorkflowDefinition):
         raise _BadUsage(f"{target} is not a workflow (decorate it with @durably.workflow)")

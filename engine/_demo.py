@@ -117,7 +117,7 @@ async def _phase_two(store: str, eid: str) -> None:
 
 
 def _print_history(engine: durably.Engine, eid: str) -> None:
-    from ._events import decode_all
+    from .core._events import decode_all
 
     click.echo(f"history of {eid}:")
     for event in decode_all(engine.store.read_events(eid)):

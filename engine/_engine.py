@@ -37,15 +37,9 @@ from durably.stores import (
     quarantined_record,
 )
 
-from . import _codec, _wire
-from ._actor import ExecutionActor
-from ._audit import AuditEntry, audit_trail
-from ._bus import Bus, Subscription
-from ._channel import CANCEL_SIGNAL, OPERATOR_ACTIONS, Channel, cancel_args
-from ._clock import Clock
-from ._commit import Committer
-from ._describe import FlowShape, describe
-from ._errors import (
+from .core import _codec
+from .core._audit import AuditEntry, audit_trail
+from .core._errors import (
     ConfigurationError,
     CorruptRecordError,
     DurablyError,
@@ -56,13 +50,20 @@ from ._errors import (
     UnknownWorkflowError,
     WaitTimeoutError,
 )
-from ._events import Event, ExecutionStarted, decode_all, encode
-from ._operator import Operator
-from ._scheduler import Scheduler
-from ._schedules import CatchUp, Overlap, Schedule, ScheduleManager
-from ._types import Execution, Result, Signal, SignalDelivery, Status
-from ._types import SignalOutcome as PublicSignalOutcome
-from ._workflow import WorkflowDefinition
+from .core._events import Event, ExecutionStarted, decode_all, encode
+from .core._types import Execution, Result, Signal, SignalDelivery, Status
+from .core._types import SignalOutcome as PublicSignalOutcome
+from .core._workflow import WorkflowDefinition
+from .remote import _wire
+from .remote._channel import CANCEL_SIGNAL, OPERATOR_ACTIONS, Channel, cancel_args
+from .runtime._actor import ExecutionActor
+from .runtime._bus import Bus, Subscription
+from .runtime._clock import Clock
+from .runtime._commit import Committer
+from .runtime._describe import FlowShape, describe
+from .runtime._operator import Operator
+from .runtime._scheduler import Scheduler
+from .runtime._schedules import CatchUp, Overlap, Schedule, ScheduleManager
 
 log = logging.getLogger("durably")
 
@@ -907,7 +908,7 @@ class Engine:
             actor.release_replay_slot()
 
     async def _dead_letter(self, actor: ExecutionActor) -> None:
-        from ._events import ExecutionFailed
+        from .core._events import ExecutionFailed
 
         record = actor.record
         reason = (

@@ -5,68 +5,68 @@ durability (tests, development). Both run one layout (``_layout.py``), so one co
 suite (``durably.testing.check_store``) covers both.
 """
 
-from ._lmdb import LmdbStore as LmdbStore
-from ._memory import MemoryStore as MemoryStore
-from ._model import (
+from ..core._records import (
     ACTIVE_STATUSES as ACTIVE_STATUSES,
 )
-from ._model import (
+from ..core._records import (
     ALL_STATUSES as ALL_STATUSES,
 )
-from ._model import (
+from ..core._records import (
     TERMINAL_STATUSES as TERMINAL_STATUSES,
 )
-from ._model import (
+from ..core._records import (
     AddTimer as AddTimer,
 )
-from ._model import (
+from ..core._records import (
     Append as Append,
 )
-from ._model import (
+from ..core._records import (
     CreateExecution as CreateExecution,
 )
-from ._model import (
+from ..core._records import (
     DeleteSchedule as DeleteSchedule,
 )
-from ._model import (
+from ..core._records import (
     ExecutionRecord as ExecutionRecord,
 )
-from ._model import (
+from ..core._records import (
     MailboxEntry as MailboxEntry,
 )
-from ._model import (
+from ..core._records import (
     Op as Op,
 )
-from ._model import (
+from ..core._records import (
     PutExecution as PutExecution,
 )
-from ._model import (
+from ..core._records import (
     PutMeta as PutMeta,
 )
-from ._model import (
+from ..core._records import (
     PutSchedule as PutSchedule,
 )
-from ._model import (
+from ..core._records import (
     PutSignal as PutSignal,
 )
-from ._model import (
+from ..core._records import (
     PutSignalResult as PutSignalResult,
 )
-from ._model import (
+from ..core._records import (
     RemoveTimer as RemoveTimer,
 )
-from ._model import (
+from ..core._records import (
     SignalOutcome as SignalOutcome,
 )
-from ._model import (
+from ..core._records import (
     TakeSignal as TakeSignal,
 )
-from ._model import (
+from ..core._records import (
     Timer as Timer,
 )
-from ._model import (
+from ..core._records import (
     quarantined_record as quarantined_record,
 )
+from ._lmdb import LmdbStore as LmdbStore
+from ._memory import MemoryStore as MemoryStore
 from ._protocol import Store as Store
 
 __all__ = [

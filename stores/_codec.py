@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from durably._errors import CorruptRecordError
+from durably.core._errors import CorruptRecordError
 
-from ._model import ExecutionRecord, MailboxEntry
+from ..core._records import ExecutionRecord, MailboxEntry
 
 FORMAT_VERSION = 1
 _HEADER = struct.Struct(">BI")

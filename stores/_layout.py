@@ -28,20 +28,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 from zlib import crc32
 
-from durably._errors import CorruptRecordError
+from durably.core._errors import CorruptRecordError
 
-from ._codec import (
-    FORMAT_VERSION,
-    decode_mail,
-    decode_record,
-    decode_value,
-    encode_mail,
-    encode_record,
-    encode_value,
-    frame,
-    unframe,
-)
-from ._model import (
+from ..core._records import (
     TERMINAL_STATUSES,
     AddTimer,
     Append,
@@ -60,6 +49,17 @@ from ._model import (
     TakeSignal,
     Timer,
     quarantined_record,
+)
+from ._codec import (
+    FORMAT_VERSION,
+    decode_mail,
+    decode_record,
+    decode_value,
+    encode_mail,
+    encode_record,
+    encode_value,
+    frame,
+    unframe,
 )
 
 TABLES = (
@@ -113,7 +113,7 @@ def check_key(table: str, key: bytes) -> None:
     commit actor fails only the producer that sent it.
     """
     if len(key) > MAX_KEY_BYTES:
-        from durably._errors import ConfigurationError
+        from durably.core._errors import ConfigurationError
 
         shown = key[:60].decode(errors="replace").replace("\x00", "|")
         raise ConfigurationError(

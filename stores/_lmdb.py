@@ -26,7 +26,7 @@ from typing import IO, Any, cast
 
 import lmdb
 
-from durably._errors import (
+from durably.core._errors import (
     CorruptRecordError,
     StoreClosedError,
     StoreError,
@@ -34,8 +34,8 @@ from durably._errors import (
     StoreLockedError,
 )
 
+from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
 from . import _layout
-from ._model import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
 
 _MIB = 1 << 20
 #: Free space under which an I/O error at commit is reported as a full disk.

@@ -10,10 +10,10 @@ import bisect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from durably._errors import StoreClosedError
+from durably.core._errors import StoreClosedError
 
+from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
 from . import _layout
-from ._model import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
 
 
 class _Table:

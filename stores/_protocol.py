@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ._model import ExecutionRecord, MailboxEntry, Op, Timer
+from ..core._records import ExecutionRecord, MailboxEntry, Op, Timer
 
 
 @runtime_checkable

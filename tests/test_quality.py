@@ -23,7 +23,7 @@ def _package_view(tmp: Path) -> Path:
     pkg = tmp / "durably"
     pkg.mkdir()
     for item in (ROOT / "engine").iterdir():
-        if item.suffix in (".py", ".typed"):
+        if item.suffix in (".py", ".typed") or (item / "__init__.py").exists():
             (pkg / item.name).symlink_to(item)
     (pkg / "stores").symlink_to(ROOT / "stores")
     return tmp

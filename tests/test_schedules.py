@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import durably
-from durably._schedules import _Cron, _zone
+from durably.runtime._schedules import _Cron, _zone
 from durably.stores import LmdbStore, Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -652,7 +652,7 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     import trio
     import durably
-    from durably._commit import Committer
+    from durably.runtime._commit import Committer
     from durably.stores import PutSchedule
 
     @durably.workflow("tick")

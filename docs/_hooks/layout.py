@@ -25,6 +25,8 @@ def _lay_out() -> None:
     for source in (ROOT / "engine").iterdir():
         if source.suffix in (".py", ".typed"):
             (package / source.name).symlink_to(source)
+        elif source.is_dir() and (source / "__init__.py").exists():  # core, runtime, ...
+            (package / source.name).symlink_to(source, target_is_directory=True)
     (package / "stores").symlink_to(ROOT / "stores", target_is_directory=True)
 
 

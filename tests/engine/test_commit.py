@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from durably import CorruptRecordError, StoreError
-from durably._commit import Committer
+from durably.runtime._commit import Committer
 from durably.stores import (
     Append,
     CreateExecution,

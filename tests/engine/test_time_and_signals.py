@@ -331,7 +331,7 @@ def test_far_timers_are_waited_for_in_two_hops() -> None:
     """Linux may overrun an epoll wait by 0.1 % of its length (a timer due in a minute
     would fire 60 ms late): the scheduler wakes early enough to absorb that, then waits
     the short rest."""
-    from durably._scheduler import _hop
+    from durably.runtime._scheduler import _hop
 
     for remaining in (0.05, 1.0, 60.0, 86_400.0):
         hop = _hop(1_000.0 + remaining, 1_000.0)

@@ -104,8 +104,8 @@ async def test_12_changed_code_is_a_named_nondeterminism_error_history_untouched
 
 def test_12_the_error_carries_its_fields_for_operators() -> None:
     """The engine-level error text above is built from these fields (raised in-process)."""
-    from durably._events import StepCompleted
-    from durably._replay import Replayer
+    from durably.core._events import StepCompleted
+    from durably.core._replay import Replayer
 
     replayer = Replayer([StepCompleted(at=0, step_id="charge", result=1)], "e1")
     with pytest.raises(durably.NonDeterminismError) as info:

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 import durably
-from durably._events import decode_all
+from durably.core._events import decode_all
 from durably.stores import MemoryStore
 from durably.testing import ExecutionSnapshot, restore_execution, virtual_engine
 

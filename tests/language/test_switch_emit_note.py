@@ -9,7 +9,7 @@ import pytest
 import trio
 
 import durably
-from durably._events import decode_all
+from durably.core._events import decode_all
 
 calls: Counter[str] = Counter()
 
@@ -136,7 +136,7 @@ async def test_recorded_values_are_identical_on_replay(
     recorded = {v.kind: v.value for v in values}  # type: ignore[attr-defined]
     assert result["r"] == recorded["random"]
     assert result["u"] == recorded["uuid"]
-    assert result["now"] == durably._types.from_ms(recorded["now"]).isoformat()
+    assert result["now"] == durably.core._types.from_ms(recorded["now"]).isoformat()
     # Only the first run recorded them: the replay added no new value events.
     again = [e for e in decode_all(store.read_events(eid)) if e.tag == "value"]
     assert len(again) == 3

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 import durably
-from durably._events import decode_all
+from durably.core._events import decode_all
 from durably.stores import Store
 
 ran: list[str] = []

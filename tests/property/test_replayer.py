@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from durably import DuplicateStepError, NonDeterminismError
-from durably._events import (
+from durably.core._events import (
     CompensationCompleted,
     Emitted,
     Event,
@@ -24,7 +24,7 @@ from durably._events import (
     TimerStarted,
     ValueRecorded,
 )
-from durably._replay import Replayer
+from durably.core._replay import Replayer
 
 MAKERS: dict[str, Callable[[str], Event]] = {
     "step": lambda sid: StepCompleted(at=1, step_id=sid, result=sid),

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from durably._store_checks import check_store
 from durably.stores import LmdbStore, MemoryStore, Op, Store, Timer
+from durably.stores._checks import check_store
 
 
 def test_memory_store_conforms() -> None:

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 import durably
-from durably import _context
+from durably.runtime import _context
 from durably.testing import (
     ReplayMismatch,
     check_replay,

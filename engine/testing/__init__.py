@@ -54,14 +54,14 @@ from durably.stores import (
     Timer,
 )
 
-from . import _context
-from ._clock import Clock
-from ._engine import Engine
-from ._errors import ConfigurationError, StoreError
-from ._events import decode
-from ._store_checks import check_store as check_store
-from ._types import Signal, Status
-from ._workflow import WorkflowDefinition
+from .._engine import Engine
+from ..core._errors import ConfigurationError, StoreError
+from ..core._events import decode
+from ..core._types import Signal, Status
+from ..core._workflow import WorkflowDefinition
+from ..runtime import _context
+from ..runtime._clock import Clock
+from ..stores._checks import check_store as check_store
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy

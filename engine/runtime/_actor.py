@@ -45,24 +45,15 @@ from durably.stores import (
     Timer,
 )
 
-from . import _codec
-from ._channel import CANCEL_SIGNAL
-from ._context import (
-    TIMEOUT_TIMER,
-    Context,
-    HistoryFacts,
-    _CompensationFailure,
-    error_info,
-    history_facts,
-)
-from ._errors import (
+from ..core import _codec
+from ..core._errors import (
     CorruptRecordError,
     DurablyError,
     NonDeterminismError,
     PayloadError,
     WorkflowTimeoutError,
 )
-from ._events import (
+from ..core._events import (
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
@@ -71,12 +62,21 @@ from ._events import (
     decode_all,
     encode,
 )
+from ..core._replay import Replayer
+from ..remote._channel import CANCEL_SIGNAL
+from ._context import (
+    TIMEOUT_TIMER,
+    Context,
+    HistoryFacts,
+    _CompensationFailure,
+    error_info,
+    history_facts,
+)
 from ._latch import refuse_abort
-from ._replay import Replayer
 
 if TYPE_CHECKING:
-    from ._engine import Engine
-    from ._workflow import WorkflowDefinition
+    from .._engine import Engine
+    from ..core._workflow import WorkflowDefinition
 
 log = logging.getLogger("durably")
 

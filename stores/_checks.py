@@ -32,7 +32,7 @@ from durably.stores import (
     Timer,
 )
 
-from ._errors import StoreError
+from ..core._errors import StoreError
 
 __all__ = ["check_store"]
 

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
+#: durably's implementation packages: never part of a recorded type name.
+_ROOMS = frozenset(("core", "runtime", "remote"))
+
 
 def type_name(kind: type[BaseException]) -> str:
     """A stable, public name for an exception type, as the log records it.
 
-    Private module parts are dropped (``durably._errors.StepError`` is recorded as
-    ``durably.StepError``) so that moving code between private modules changes nothing;
-    builtins are recorded bare (``ValueError``).
+    Private module parts and durably's implementation rooms are dropped
+    (``durably.core._errors.StepError`` is recorded as ``durably.StepError``) so that
+    moving code between private modules changes nothing; builtins are recorded bare
+    (``ValueError``).
     """
-    module = ".".join(p for p in kind.__module__.split(".") if not p.startswith("_"))
+    module = ".".join(
+        p for p in kind.__module__.split(".") if not p.startswith("_") and p not in _ROOMS
+    )
     if not module or module == "builtins":
         return kind.__qualname__
     return f"{module}.{kind.__qualname__}"

@@ -33,8 +33,8 @@ import trio
 
 from durably.stores import AddTimer, RemoveTimer, TakeSignal, Timer
 
-from . import _codec
-from ._errors import (
+from ..core import _codec
+from ..core._errors import (
     ConfigurationError,
     DurablyError,
     NonDeterminismError,
@@ -42,7 +42,7 @@ from ._errors import (
     StepError,
     type_name,
 )
-from ._events import (
+from ..core._events import (
     CompensationCompleted,
     CompensationFailed,
     Emitted,
@@ -63,8 +63,8 @@ from ._events import (
     TimerStarted,
     ValueRecorded,
 )
-from ._retry import Retry
-from ._types import Received, Signal, TimedOut, from_ms
+from ..core._retry import Retry
+from ..core._types import Received, Signal, TimedOut, from_ms
 
 if TYPE_CHECKING:
     from ._actor import ExecutionActor

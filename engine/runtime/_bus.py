@@ -21,9 +21,9 @@ from typing import Any
 import attrs
 import trio
 
-from ._audit import AuditEntry, AuditTracker
-from ._errors import ConfigurationError
-from ._events import Emitted, Event
+from ..core._audit import AuditEntry, AuditTracker
+from ..core._errors import ConfigurationError
+from ..core._events import Emitted, Event
 
 
 @attrs.frozen

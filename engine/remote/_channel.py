@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..core._errors import ConfigurationError, DurablyError
+from ..core._types import Status
 from . import _wire
-from ._errors import ConfigurationError, DurablyError
-from ._types import Status
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from .._engine import Engine
 
 #: The reserved mailbox name under which a cancellation request is made durable.
 CANCEL_SIGNAL = "durably.cancel"
@@ -242,7 +242,8 @@ class Channel:
 def _rebuild_error(kind: str, message: str) -> DurablyError:
     """The worker's error as the same durably error type (message only: the worker's
     exception object does not cross the process boundary)."""
-    from . import _errors, _schedules
+    from ..core import _errors
+    from ..runtime import _schedules
 
     cls = getattr(_errors, kind, None) or getattr(_schedules, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, DurablyError)):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._context import Context
+    from ..runtime._context import Context
     from ._retry import Retry
 
 I = TypeVar("I")  # noqa: E741 - input, by the convention of generic type names

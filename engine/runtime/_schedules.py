@@ -43,19 +43,19 @@ from durably.stores import (
     Timer,
 )
 
-from . import _codec
-from ._errors import (
+from ..core import _codec
+from ..core._errors import (
     ConfigurationError,
     CorruptRecordError,
     DurablyError,
     PayloadError,
     UnknownWorkflowError,
 )
-from ._types import from_ms
+from ..core._types import from_ms
 
 if TYPE_CHECKING:
-    from ._engine import Engine
-    from ._workflow import WorkflowDefinition
+    from .._engine import Engine
+    from ..core._workflow import WorkflowDefinition
 
 log = logging.getLogger("durably")
 

@@ -29,7 +29,7 @@ import trio
 
 from durably.stores import Op, Store
 
-from ._errors import CorruptRecordError, StoreError
+from ..core._errors import CorruptRecordError, StoreError
 from ._latch import Done
 
 

@@ -18,12 +18,12 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 import attrs
 
-from . import _codec
+from ..core import _codec
+from ..core._errors import ConfigurationError
+from ..core._retry import Retry
+from ..core._types import Signal, TimedOut
+from ..core._workflow import WorkflowDefinition
 from ._context import Branch, Context
-from ._errors import ConfigurationError
-from ._retry import Retry
-from ._types import Signal, TimedOut
-from ._workflow import WorkflowDefinition
 
 T = TypeVar("T")
 

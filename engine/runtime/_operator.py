@@ -39,11 +39,10 @@ from durably.stores import (
     Timer,
 )
 
-from . import _codec
-from ._audit import AuditEntry, audit_trail
-from ._context import TIMEOUT_TIMER, history_facts
-from ._errors import ConfigurationError, OperatorError, UnknownExecutionError
-from ._events import (
+from ..core import _codec
+from ..core._audit import AuditEntry, audit_trail
+from ..core._errors import ConfigurationError, OperatorError, UnknownExecutionError
+from ..core._events import (
     CompensationCompleted,
     CompensationFailed,
     Emitted,
@@ -67,10 +66,11 @@ from ._events import (
     decode_all,
     encode,
 )
-from ._types import Execution, Status, from_ms
+from ..core._types import Execution, Status, from_ms
+from ._context import TIMEOUT_TIMER, history_facts
 
 if TYPE_CHECKING:
-    from ._engine import Engine
+    from .._engine import Engine
 
 _NEVER = 2**63 - 1
 _TERMINAL = ("completed", "failed", "compensation_failed", "cancelled")

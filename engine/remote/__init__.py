@@ -1,0 +1,1 @@
+"""durably's remote half: the wake-up wire and channel, and the ``Client`` class."""
