@@ -51,8 +51,14 @@ from .core._errors import (
     WaitTimeoutError,
 )
 from .core._events import Event, ExecutionStarted, decode_all, encode
-from .core._types import Execution, Result, Signal, SignalDelivery, Status
-from .core._types import SignalOutcome as PublicSignalOutcome
+from .core._types import (
+    Execution,
+    Result,
+    Signal,
+    SignalDelivery,
+    SignalOutcome as PublicSignalOutcome,
+    Status,
+)
 from .core._workflow import WorkflowDefinition
 from .remote import _wire
 from .remote._channel import CANCEL_SIGNAL, OPERATOR_ACTIONS, Channel, cancel_args

@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import trio
 import trio.testing
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import durably
 from durably.runtime._schedules import _Cron, _zone

@@ -24,6 +24,9 @@ ACTIVE_STATUSES = ("pending", "running", "sleeping", "waiting", "retrying")
 TERMINAL_STATUSES = ("completed", "failed", "compensation_failed", "cancelled")
 ALL_STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
 
+#: A due time later than any timer: "no deadline" (and "every timer" as a scan bound).
+NEVER_MS = 2**63 - 1
+
 
 @attrs.frozen
 class ExecutionRecord:

@@ -72,7 +72,7 @@ from ._context import (
     error_info,
     history_facts,
 )
-from ._latch import refuse_abort
+from ._latch import Wake, refuse_abort
 
 if TYPE_CHECKING:
     from .._engine import Engine
@@ -101,34 +101,6 @@ class _EngineFailure(BaseException):
     def __init__(self, error: BaseException) -> None:
         self.error = error
         super().__init__(str(error))
-
-
-class _Wake:
-    """The actor's wake-up flag: a reusable ``trio.Event`` for one waiter.
-
-    Set far more often than anything else an actor waits on (every timer fire and
-    signal), and held by every waiting live actor: no task set, no closure per wait, no
-    new event per wake.
-    """
-
-    __slots__ = ("flag", "task")
-
-    def __init__(self) -> None:
-        self.flag = False
-        self.task: trio.lowlevel.Task | None = None
-
-    def set(self) -> None:
-        self.flag = True
-        task = self.task
-        if task is not None:
-            self.task = None
-            trio.lowlevel.reschedule(task)
-
-    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
-        # Forget the task at once: trio reschedules it with the cancellation, and a
-        # ``set`` before it runs must not reschedule it a second time.
-        self.task = None
-        return trio.lowlevel.Abort.SUCCEEDED
 
 
 def _unwrap(exc: Exception) -> Exception:
@@ -182,7 +154,7 @@ class ExecutionActor:
         self.execution_id = record.id
         self.seq = 0
         self.replayer = Replayer([], record.id)
-        self.wake = _Wake()
+        self.wake = Wake()
         self.woken = False
         self.deferred = False
         self.park_requested = False
@@ -427,7 +399,7 @@ class ExecutionActor:
         wake = self.wake
         try:
             if not wake.flag:
-                # Waited on here rather than in a method of _Wake: one coroutine fewer
+                # Waited on here rather than in a method of Wake: one coroutine fewer
                 # held by every waiting execution.
                 wake.task = trio.lowlevel.current_task()
                 await trio.lowlevel.wait_task_rescheduled(wake.abort)

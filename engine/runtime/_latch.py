@@ -1,8 +1,14 @@
-"""``Done``: a one-shot latch whose wait cannot be cancelled.
+"""The engine's two wait primitives, in one place: ``Done`` and ``Wake``.
 
-Shared by the commit actor (a producer waits for its batch to be durable) and the
-scheduler (woken executions wait until every due timer has fired): both are waits that
-must end with the thing waited for, never half-way.
+- ``Done``: a one-shot latch whose wait cannot be cancelled. Shared by the commit actor (a
+  producer waits for its batch to be durable) and the scheduler (woken executions wait
+  until every due timer has fired): both are waits that must end with the thing waited
+  for, never half-way.
+- ``Wake``: an execution actor's reusable wake-up flag (one waiter, set many times).
+
+Both park the current task with ``trio.lowlevel.wait_task_rescheduled`` directly, because
+every waiting execution holds such a wait: no ``trio.Event``, cancel scope or extra
+coroutine frame per wait. ``tests/unit/test_latch.py`` pins what they rely on of trio.
 """
 
 from __future__ import annotations
@@ -56,3 +62,31 @@ class Done:
             return False
         self._waiters.append(trio.lowlevel.current_task())
         return True
+
+
+class Wake:
+    """The actor's wake-up flag: a reusable ``trio.Event`` for one waiter.
+
+    Set far more often than anything else an actor waits on (every timer fire and
+    signal), and held by every waiting live actor: no task set, no closure per wait, no
+    new event per wake.
+    """
+
+    __slots__ = ("flag", "task")
+
+    def __init__(self) -> None:
+        self.flag = False
+        self.task: trio.lowlevel.Task | None = None
+
+    def set(self) -> None:
+        self.flag = True
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(task)
+
+    def abort(self, raise_cancel: Any) -> trio.lowlevel.Abort:
+        # Forget the task at once: trio reschedules it with the cancellation, and a
+        # ``set`` before it runs must not reschedule it a second time.
+        self.task = None
+        return trio.lowlevel.Abort.SUCCEEDED

@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from durably.stores import (
+    NEVER_MS,
     AddTimer,
     Append,
     ExecutionRecord,
@@ -72,7 +73,6 @@ from ._context import TIMEOUT_TIMER, history_facts
 if TYPE_CHECKING:
     from .._engine import Engine
 
-_NEVER = 2**63 - 1
 _TERMINAL = ("completed", "failed", "compensation_failed", "cancelled")
 
 
@@ -379,7 +379,7 @@ class Operator:
                 # No definition at hand: find its timeout timer in the index (rare, slow).
                 timers.extend(
                     t
-                    for t in self._store.due_timers(_NEVER)
+                    for t in self._store.due_timers(NEVER_MS)
                     if t.owner == record.id and t.timer_id == TIMEOUT_TIMER
                 )
         return [RemoveTimer(t) for t in timers]

@@ -18,13 +18,12 @@ from collections.abc import Callable
 
 import trio
 
-from durably.stores import Store, Timer
+from durably.stores import NEVER_MS, Store, Timer
 
 from ._clock import Clock
 from ._latch import Done
 
 _Key = tuple[int, str, str]
-_NEVER = 2**63 - 1
 
 
 def _hop(deadline: float, now: float) -> float:
@@ -85,7 +84,7 @@ class Scheduler:
 
     def load(self) -> int:
         """Arm every timer of the store's index; returns how many."""
-        timers = self._store.due_timers(_NEVER)
+        timers = self._store.due_timers(NEVER_MS)
         for timer in timers:
             self.arm(timer)
         return len(timers)

@@ -16,8 +16,7 @@ from typing import Any
 import orjson
 import trio
 import trio.testing
-from hypothesis import assume, given, note
-from hypothesis import strategies as st
+from hypothesis import assume, given, note, strategies as st
 
 import durably
 from durably.stores import LmdbStore, MemoryStore, Store
