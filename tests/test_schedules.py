@@ -630,16 +630,17 @@ async def test_bad_update_writes_nothing(
         await engine.ensure_schedule(tick, 1, id="u", interval=60)
         once = await engine.schedule(tick, 1, delay=60)
         stored = engine.store.list_schedules()
-        bad: list[tuple[str, dict[str, Any]]] = [
-            ("u", {"cron": "0 0 31 2 *"}),
-            ("u", {"interval": -1}),
-            ("u", {"timezone": "Europe/Berlin"}),  # an interval has no timezone
-            ("u", {"input": [1]}),
-            ("u", {"overlap": "nope"}),
-            (once, {"interval": 60}),
+        bad: list[tuple[str, dict[str, Any], type[durably.DurablyError], str]] = [
+            ("u", {"cron": "0 0 31 2 *"}, durably.ConfigurationError, "never fires"),
+            ("u", {"interval": -1}, durably.ConfigurationError, "positive number of seconds"),
+            # an interval has no timezone
+            ("u", {"timezone": "Europe/Berlin"}, durably.ConfigurationError, "applies to cron"),
+            ("u", {"input": [1]}, durably.PayloadError, "does not fit int"),
+            ("u", {"overlap": "nope"}, durably.ConfigurationError, "overlap must be one of"),
+            (once, {"interval": 60}, durably.ConfigurationError, "is a one-off"),
         ]
-        for sid, kwargs in bad:
-            with pytest.raises(durably.DurablyError, match=r"."):
+        for sid, kwargs, error, phrase in bad:
+            with pytest.raises(error, match=phrase):
                 await engine.update_schedule(sid, **kwargs)
         assert engine.store.list_schedules() == stored
 
