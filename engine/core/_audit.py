@@ -25,7 +25,6 @@ from ._events import (
     Emitted,
     Event,
     ExecutionCancelled,
-    ExecutionCompleted,
     ExecutionFailed,
     ExecutionResumed,
     ExecutionStarted,
@@ -43,6 +42,7 @@ from ._events import (
     TimerStarted,
     ValueRecorded,
 )
+from ._status import status_after, wait_of
 from ._types import from_ms
 
 #: The kinds of audit entries, in no particular order.
@@ -93,34 +93,6 @@ class AuditEntry:
             "step_id": self.step_id,
             "data": self.data,
         }
-
-
-def _implied_status(event: Event, current: str | None, waiting: str) -> str | None:
-    """The status an execution is in right after ``event`` (``None``: unchanged).
-
-    ``waiting`` is the status its last command left it in: an execution resumed by an
-    operator while it waited (a sleep, a signal, a retry's backoff) waits there again.
-    """
-    match event:
-        case ExecutionStarted():
-            return "pending"
-        case ExecutionResumed() | OperatorActed(action="retry_rollback"):
-            return waiting
-        case OperatorActed():
-            return None
-        case TimerStarted():
-            return "sleeping"
-        case SignalWaiting():
-            return "waiting"
-        case StepRetrying():
-            return "retrying"
-        case ExecutionCompleted():
-            return "completed"
-        case ExecutionFailed():
-            return event.status
-        case ExecutionCancelled():
-            return "cancelled"
-    return "running" if getattr(event, "step_id", None) is not None else current
 
 
 def _entries_of(event: Event) -> list[tuple[str, dict[str, Any]]]:
@@ -244,9 +216,9 @@ class AuditTracker:
             if not isinstance(event, ValueRecorded):
                 for kind, data in _entries_of(event):
                     out.append(AuditEntry(execution_id, seq, at, kind, step_id, data))
-            new = _implied_status(event, status, waiting)
+            new = status_after(event, status, waiting)
             if step_id is not None:
-                waiting = new if new in ("sleeping", "waiting", "retrying") else "running"
+                waiting = wait_of(event).status
             if new is not None and new != status:
                 data = _status_data(event, new, status)
                 out.append(AuditEntry(execution_id, seq, at, "status_changed", None, data))

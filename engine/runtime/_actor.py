@@ -62,16 +62,10 @@ from ..core._events import (
     decode_all,
     encode,
 )
+from ..core._history import HistoryFacts, error_info, history_facts, timeout_timer
 from ..core._replay import Replayer
 from ..remote._channel import CANCEL_SIGNAL
-from ._context import (
-    TIMEOUT_TIMER,
-    Context,
-    HistoryFacts,
-    _CompensationFailure,
-    error_info,
-    history_facts,
-)
+from ._context import Context, _CompensationFailure
 from ._latch import Wake, refuse_abort
 
 if TYPE_CHECKING:
@@ -456,11 +450,11 @@ class ExecutionActor:
         """
         self.facts = history_facts(events)
         self.rollback_round = self.facts.rollback_round
-        timeout = self.definition.timeout
-        if timeout is None:
+        self.timeout_timer = timeout_timer(
+            self.execution_id, self.definition.timeout, self.facts, self.record_.created_ms
+        )
+        if self.timeout_timer is None:
             return float("inf")
-        started = self.facts.attempt_started or self.record_.created_ms
-        self.timeout_timer = Timer(started + int(timeout * 1000), self.execution_id, TIMEOUT_TIMER)
         return self.engine.clock.deadline(self.timeout_timer.due_ms)
 
     async def _run(self) -> None:

@@ -18,8 +18,8 @@ status again (the operator's resume left the record ``running``).
 from __future__ import annotations
 
 import inspect
+import math
 import random as _random
-import traceback
 import uuid as _uuid
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,17 +40,13 @@ from ..core._errors import (
     NonDeterminismError,
     SignalTimeoutError,
     StepError,
-    type_name,
 )
 from ..core._events import (
     CompensationCompleted,
     CompensationFailed,
     Emitted,
     Event,
-    ExecutionResumed,
-    ExecutionStarted,
     Noted,
-    OperatorActed,
     SignalReceived,
     SignalTimedOut,
     SignalWaiting,
@@ -63,6 +59,7 @@ from ..core._events import (
     TimerStarted,
     ValueRecorded,
 )
+from ..core._history import due_after, error_info
 from ..core._retry import Retry
 from ..core._types import Received, Signal, TimedOut, from_ms
 
@@ -129,66 +126,6 @@ class Branch:
     id: str
     run: Callable[[Any], Any]
     match: Callable[[Any], bool] | None = None
-
-
-def error_info(exc: BaseException) -> dict[str, Any]:
-    return {
-        "type": type_name(type(exc)),
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
-
-
-#: Timer id of an execution's workflow-level timeout in the timers index.
-TIMEOUT_TIMER = "__workflow_timeout"
-
-
-@attrs.frozen
-class HistoryFacts:
-    """What a run needs to know about operator actions in its log (read once per replay).
-
-    ``rollback_round`` counts ``retry_rollback`` actions: a compensation that failed in an
-    earlier round runs again. ``rerun_failed`` holds the steps whose last event is a
-    ``StepFailed`` recorded before the last ``ExecutionResumed``: an operator retried the
-    execution, so they run again instead of replaying their failure. ``attempt_started``
-    is when the current attempt began (start, retry or retry_rollback): the workflow
-    timeout is measured from it.
-    """
-
-    rollback_round: int = 0
-    rerun_failed: frozenset[str] = frozenset()
-    attempt_started: int | None = None
-
-
-_NONE: frozenset[str] = frozenset()
-
-
-def history_facts(events: Sequence[Event]) -> HistoryFacts:
-    rounds = 0
-    resumed_at = -1
-    started: int | None = None
-    for index, event in enumerate(events):
-        if isinstance(event, ExecutionResumed):
-            resumed_at = index
-            started = event.at
-        elif isinstance(event, ExecutionStarted):
-            started = event.at
-        elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
-            rounds += 1
-            started = event.at
-    if resumed_at < 0:  # no operator retry (the common case): nothing runs again
-        return HistoryFacts(rounds, _NONE, started)
-    last: dict[str, tuple[int, Event]] = {}
-    for index, event in enumerate(events):
-        step_id = getattr(event, "step_id", None)
-        if step_id is not None:
-            last[step_id] = (index, event)
-    rerun = frozenset(
-        sid
-        for sid, (index, event) in last.items()
-        if isinstance(event, StepFailed) and index < resumed_at
-    )
-    return HistoryFacts(rounds, rerun, started)
 
 
 class _CompensationFailure(BaseException):
@@ -339,7 +276,7 @@ class Context:
                     duration = (trio.current_time() - started) * 1000
                     info = error_info(exc)
                     if policy is not None and policy.allows(exc, attempt):
-                        retry_at = clock.now_ms() + int(policy.delay(attempt) * 1000)
+                        retry_at = due_after(clock.now_ms(), policy.delay(attempt))
                         timer = Timer(retry_at, actor.execution_id, sid)
                         await actor.append(
                             StepRetrying(
@@ -456,10 +393,10 @@ class Context:
             else:
                 now = actor.engine.clock.now_ms()
                 if until is not None:
-                    wake_at = int(until.timestamp() * 1000)
+                    wake_at = math.ceil(until.timestamp() * 1000)
                 else:
                     assert seconds is not None
-                    wake_at = now + int(seconds * 1000)
+                    wake_at = due_after(now, seconds)
                 await actor.append(
                     TimerStarted(at=now, step_id=sid, wake_at=wake_at),
                     sid,
@@ -576,7 +513,7 @@ class Context:
             )
         else:
             now = actor.engine.clock.now_ms()
-            deadline = None if timeout is None else now + int(timeout * 1000)
+            deadline = None if timeout is None else due_after(now, timeout)
             ops: list[Any] = []
             if deadline is not None:
                 ops.append(AddTimer(Timer(deadline, actor.execution_id, sid)))

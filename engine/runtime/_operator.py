@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from durably.stores import (
+    ACTIVE_STATUSES,
     NEVER_MS,
     AddTimer,
     Append,
@@ -67,13 +68,12 @@ from ..core._events import (
     decode_all,
     encode,
 )
+from ..core._history import TIMEOUT_TIMER, due_after, history_facts, timeout_timer
+from ..core._status import RUNNING, TERMINAL, wait_of
 from ..core._types import Execution, Status, from_ms
-from ._context import TIMEOUT_TIMER, history_facts
 
 if TYPE_CHECKING:
     from .._engine import Engine
-
-_TERMINAL = ("completed", "failed", "compensation_failed", "cancelled")
 
 
 @attrs.frozen
@@ -244,7 +244,9 @@ class Operator:
         """
 
         def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
-            _require(record, _ACTIVE, "cancel", "only an unfinished execution can be cancelled")
+            _require(
+                record, ACTIVE_STATUSES, "cancel", "only an unfinished execution can be cancelled"
+            )
             why = reason or "cancelled by an operator"
             return _Change(
                 [
@@ -270,7 +272,7 @@ class Operator:
         def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
             _require(
                 record,
-                (*_ACTIVE, "compensation_failed"),
+                (*ACTIVE_STATUSES, "compensation_failed"),
                 "force_fail",
                 "only an unfinished or compensation_failed execution can be force-failed",
             )
@@ -371,10 +373,11 @@ class Operator:
             engine = self._engine
             definition = None if engine is None else engine._definitions.get(record.workflow)
             if definition is not None:
-                if definition.timeout is not None:
-                    started = history_facts(events).attempt_started or record.created_ms
-                    due = started + int(definition.timeout * 1000)
-                    timers.append(Timer(due, record.id, TIMEOUT_TIMER))
+                timer = timeout_timer(
+                    record.id, definition.timeout, history_facts(events), record.created_ms
+                )
+                if timer is not None:
+                    timers.append(timer)
             else:
                 # No definition at hand: find its timeout timer in the index (rare, slow).
                 timers.extend(
@@ -393,7 +396,7 @@ class Operator:
         definition = None if engine is None else engine._definitions.get(record.workflow)
         if definition is not None and definition.timeout is not None:
             # The attempt starts now: the same deadline the actor computes from the log.
-            due = now + int(definition.timeout * 1000)
+            due = due_after(now, definition.timeout)
             ops.append(AddTimer(Timer(due, record.id, TIMEOUT_TIMER)))
         return resumed, ops
 
@@ -442,7 +445,7 @@ class Operator:
         bus = engine._bus
         if bus is not None:
             bus.publish(eid, change.events, first_seq)
-        if change.record.status in _TERMINAL:
+        if change.record.status in TERMINAL:
             engine.finished(eid, change.record.status)
 
     @asynccontextmanager
@@ -475,13 +478,12 @@ class Operator:
             # that resumed the execution: let it run (a finished one is not started).
             record = self._store.get_execution(execution_id)
             status = "completed" if record is None else record.status
-            runs = status in ("pending", "running") or (actor is not None and status in _ACTIVE)
+            runs = status in ("pending", "running") or (
+                actor is not None and status in ACTIVE_STATUSES
+            )
             if requests or runs:
                 cancel = next((c for c in requests if c is not None), None)
                 engine.spawn(execution_id, cancel=cancel)
-
-
-_ACTIVE = ("pending", "running", "sleeping", "waiting", "retrying")
 
 
 @attrs.frozen
@@ -515,17 +517,9 @@ def _resumed(
     was. Without (no engine at hand), it is left ``running``: an engine's recovery
     replays it, and the replay restores the wait in the record itself.
     """
-    status, waiting, timer = "running", None, None
     last = next((e for e in reversed(events) if getattr(e, "step_id", None)), None)
-    if restore:
-        match last:
-            case SignalWaiting():
-                status, waiting = "waiting", last.signal
-                timer = None if last.deadline is None else (last.deadline, last.step_id)
-            case TimerStarted():
-                status, timer = "sleeping", (last.wake_at, last.step_id)
-            case StepRetrying():
-                status, timer = "retrying", (last.retry_at, last.step_id)
+    wait = wait_of(last) if restore else RUNNING
+    status, waiting, timer = wait.status, wait.signal, wait.timer
     ops: list[Op] = []
     if timer is not None:
         ops.append(AddTimer(Timer(timer[0], record.id, timer[1])))

@@ -1,0 +1,97 @@
+"""What a run learns from its log before it replays: facts about operator actions, the
+workflow timeout, and how deadlines are computed.
+
+Pure: the actor, the operator and the testing kit all read these, so that they compute
+one deadline the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from ._errors import type_name
+from ._events import Event, ExecutionResumed, ExecutionStarted, OperatorActed, StepFailed
+from ._records import Timer
+
+
+def due_after(start_ms: int, seconds: float) -> int:
+    """The due time ``seconds`` after ``start_ms``, rounded up to the next millisecond: a
+    durable timer never fires before the instant asked for."""
+    # Rounded to a nanosecond first, so that 0.1 s is 100 ms and not 101.
+    return start_ms + math.ceil(round(seconds * 1000, 6))
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type_name(type(exc)),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+#: Timer id of an execution's workflow-level timeout in the timers index.
+TIMEOUT_TIMER = "__workflow_timeout"
+
+
+@attrs.frozen
+class HistoryFacts:
+    """What a run needs to know about operator actions in its log (read once per replay).
+
+    ``rollback_round`` counts ``retry_rollback`` actions: a compensation that failed in an
+    earlier round runs again. ``rerun_failed`` holds the steps whose last event is a
+    ``StepFailed`` recorded before the last ``ExecutionResumed``: an operator retried the
+    execution, so they run again instead of replaying their failure. ``attempt_started``
+    is when the current attempt began (start, retry or retry_rollback): the workflow
+    timeout is measured from it.
+    """
+
+    rollback_round: int = 0
+    rerun_failed: frozenset[str] = frozenset()
+    attempt_started: int | None = None
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+def history_facts(events: Sequence[Event]) -> HistoryFacts:
+    rounds = 0
+    resumed_at = -1
+    started: int | None = None
+    for index, event in enumerate(events):
+        if isinstance(event, ExecutionResumed):
+            resumed_at = index
+            started = event.at
+        elif isinstance(event, ExecutionStarted):
+            started = event.at
+        elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
+            rounds += 1
+            started = event.at
+    if resumed_at < 0:  # no operator retry (the common case): nothing runs again
+        return HistoryFacts(rounds, _NONE, started)
+    last: dict[str, tuple[int, Event]] = {}
+    for index, event in enumerate(events):
+        step_id = getattr(event, "step_id", None)
+        if step_id is not None:
+            last[step_id] = (index, event)
+    rerun = frozenset(
+        sid
+        for sid, (index, event) in last.items()
+        if isinstance(event, StepFailed) and index < resumed_at
+    )
+    return HistoryFacts(rounds, rerun, started)
+
+
+def timeout_timer(
+    execution_id: str, timeout: float | None, facts: HistoryFacts, created_ms: int
+) -> Timer | None:
+    """The timer of a workflow's ``timeout=``, measured from its current attempt's start
+    (its start, or its last operator retry): the actor arms it, the operator removes it."""
+    if timeout is None:
+        return None
+    started = facts.attempt_started or created_ms
+    return Timer(due_after(started, timeout), execution_id, TIMEOUT_TIMER)
