@@ -51,7 +51,7 @@ async def _main(path: str, n: int, live: int) -> dict[str, float]:
             await trio.sleep(0.2)  # let the last actors park
             setup_s = time.perf_counter() - started
             peak_live = engine.peak_live
-            live_now = len(engine.live)
+            live_now = engine.statistics().live
     finally:
         store.close()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

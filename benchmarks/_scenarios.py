@@ -143,7 +143,7 @@ def concurrent(b: Bench) -> Measured:
                     async with trio.open_nursery() as nursery:
                         for i in range(n):
                             nursery.start_soon(one, i)
-                    return time.perf_counter() - started, engine.committer.statistics()
+                    return time.perf_counter() - started, engine.statistics().commit
             finally:
                 store.close()
 

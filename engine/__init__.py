@@ -5,7 +5,7 @@ Write workflows as async functions; every durable call's outcome goes to an even
 answered by the log, until it reaches new work.
 """
 
-from ._engine import Client as Client, Engine as Engine, RecoveryReport as RecoveryReport
+from ._engine import Engine as Engine, EngineStatistics as EngineStatistics
 from .core import _codec as codec
 from .core._audit import KINDS as AUDIT_KINDS, AuditEntry as AuditEntry
 from .core._errors import (
@@ -25,11 +25,19 @@ from .core._errors import (
     StoreFullError as StoreFullError,
     StoreLockedError as StoreLockedError,
     UnknownExecutionError as UnknownExecutionError,
+    UnknownScheduleError as UnknownScheduleError,
     UnknownWorkflowError as UnknownWorkflowError,
     WaitTimeoutError as WaitTimeoutError,
     WorkflowTimeoutError as WorkflowTimeoutError,
 )
+from .core._flow import FlowNode as FlowNode, FlowShape as FlowShape
 from .core._retry import Retry as Retry
+from .core._schedule import (
+    CatchUp as CatchUp,
+    Overlap as Overlap,
+    Schedule as Schedule,
+    ScheduleStatus as ScheduleStatus,
+)
 from .core._types import (
     Execution as Execution,
     Received as Received,
@@ -41,6 +49,7 @@ from .core._types import (
     TimedOut as TimedOut,
 )
 from .core._workflow import WorkflowDefinition as WorkflowDefinition, workflow as workflow
+from .remote._client import Client as Client
 from .runtime._bus import Emission as Emission, Subscription as Subscription
 from .runtime._clock import Clock as Clock
 from .runtime._context import (
@@ -49,20 +58,13 @@ from .runtime._context import (
     StepInfo as StepInfo,
     current_step as current_step,
 )
-from .runtime._describe import FlowNode as FlowNode, FlowShape as FlowShape
 from .runtime._operator import (
     ExecutionDetail as ExecutionDetail,
     ExecutionPage as ExecutionPage,
     Operator as Operator,
     StepView as StepView,
 )
-from .runtime._schedules import (
-    CatchUp as CatchUp,
-    Overlap as Overlap,
-    Schedule as Schedule,
-    ScheduleStatus as ScheduleStatus,
-    UnknownScheduleError as UnknownScheduleError,
-)
+from .runtime._supervisor import RecoveryReport as RecoveryReport
 
 __version__ = "0.1.0"
 
@@ -80,6 +82,7 @@ __all__ = [
     "DurablyError",
     "Emission",
     "Engine",
+    "EngineStatistics",
     "Execution",
     "ExecutionCancelledError",
     "ExecutionDetail",

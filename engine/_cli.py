@@ -19,10 +19,10 @@ import attrs
 import click
 import trio
 
-from ._engine import Client, Engine
 from .core._errors import DurablyError, StoreError, UnknownExecutionError
 from .core._events import decode_all
 from .core._types import Execution, Status
+from .remote._client import Client
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ def _store_path(ctx: click.Context) -> Path:
     return path
 
 
-def _run(ctx: click.Context, fn: Callable[[Engine], Coroutine[Any, Any, T]]) -> T:
+def _run(ctx: click.Context, fn: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
     """Run ``fn`` against a client engine on the store (works beside a running worker)."""
     path = _store_path(ctx)
 
@@ -114,7 +114,7 @@ def list_cmd(
 ) -> None:
     """List executions, oldest first."""
 
-    async def go(engine: Engine) -> list[Execution]:
+    async def go(engine: Client) -> list[Execution]:
         return await engine.list_executions(
             status=status, workflow=workflow, after=after, limit=limit
         )
@@ -136,7 +136,7 @@ def list_cmd(
 def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
     """Show an execution: its record and its timeline."""
 
-    async def go(engine: Engine) -> tuple[Execution, list[Any]]:
+    async def go(engine: Client) -> tuple[Execution, list[Any]]:
         execution = await engine.get_execution(execution_id)
         return execution, decode_all(engine.store.read_events(execution_id), execution_id)
 
@@ -185,7 +185,7 @@ def signal(
     except json.JSONDecodeError as exc:
         raise _BadUsage(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
 
-    async def go(engine: Engine) -> Any:
+    async def go(engine: Client) -> Any:
         return await engine.signal(execution_id, name, payload, dedup_key=dedup_key)
 
     outcome = _run(ctx, go)
@@ -202,7 +202,7 @@ def signal(
 def cancel(ctx: click.Context, execution_id: str, reason: str, wait: bool) -> None:
     """Cancel an execution (durably requested; the worker carries it out)."""
 
-    async def go(engine: Engine) -> str:
+    async def go(engine: Client) -> str:
         record = await engine.get_execution(execution_id)
         if record.status.terminal:
             return f"already {record.status.value}"
@@ -222,7 +222,7 @@ def cancel(ctx: click.Context, execution_id: str, reason: str, wait: bool) -> No
 def retry(ctx: click.Context, execution_id: str, reason: str | None) -> None:
     """Run a failed execution again from its log (failed steps run again)."""
 
-    async def go(engine: Engine) -> str:
+    async def go(engine: Client) -> str:
         await engine.operate("retry", execution_id, by=_who(), reason=reason)
         return f"retried {execution_id}"
 
@@ -267,7 +267,7 @@ def describe(target: str, input_json: str | None, mermaid: bool) -> None:
 def schedules(ctx: click.Context) -> None:
     """List schedules."""
 
-    async def go(engine: Engine) -> list[Any]:
+    async def go(engine: Client) -> list[Any]:
         return list(await engine.list_schedules())
 
     items = _run(ctx, go)

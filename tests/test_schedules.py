@@ -21,7 +21,7 @@ import trio.testing
 from hypothesis import given, strategies as st
 
 import durably
-from durably.runtime._schedules import _Cron, _zone
+from durably.runtime._cadence import Cron as _Cron, zone as _zone
 from durably.stores import LmdbStore, Store
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -444,13 +444,13 @@ async def test_ensure_schedule_is_idempotent_by_id(
     async with make_engine(store_factory(), clock) as engine:
         await engine.ensure_schedule(report, {"a": 1}, id="e", cron="0 3 * * *", timezone="UTC")
         before = await engine.get_schedule("e")
-        batches = engine.committer.statistics().batches
+        batches = engine.statistics().commit.batches
         await trio.sleep(60)
         again = await engine.ensure_schedule(
             report, {"a": 1}, id="e", cron="0 3 * * *", timezone="UTC"
         )
         assert again == "e"
-        assert engine.committer.statistics().batches == batches  # nothing written
+        assert engine.statistics().commit.batches == batches  # nothing written
         assert await engine.get_schedule("e") == before
         with pytest.raises(durably.ConfigurationError, match="starts workflow 'report'"):
             await engine.ensure_schedule(other, {"a": 1}, id="e", cron="0 3 * * *")
@@ -610,14 +610,14 @@ async def test_bad_input_raises_and_writes_nothing(
         kwargs = dict(kwargs)  # the parameter lists are shared between store kinds
         workflow = kwargs.pop("workflow", tick)
         data = kwargs.pop("input", 1)
-        batches = engine.committer.statistics().batches
+        batches = engine.statistics().commit.batches
         with pytest.raises(error, match=message):
             if call == "ensure":
                 kwargs.setdefault("id", "bad")
                 await engine.ensure_schedule(workflow, data, **kwargs)
             else:
                 await engine.schedule(workflow, data, **kwargs)
-        assert engine.committer.statistics().batches == batches
+        assert engine.statistics().commit.batches == batches
         assert engine.store.list_schedules() == []
         assert engine.store.due_timers(2**63 - 1) == []
 

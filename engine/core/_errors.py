@@ -174,3 +174,15 @@ class WorkflowTimeoutError(DurablyError, TimeoutError):
 
 class OperatorError(DurablyError, ValueError):
     """An operator action that does not fit the execution's state; nothing was written."""
+
+
+class UnknownScheduleError(DurablyError, LookupError):
+    """A schedule id that the store does not hold."""
+
+    def __init__(self, schedule_id: str) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(
+            f"no schedule {schedule_id!r} in this store; check the id "
+            "(engine.schedule and engine.ensure_schedule return it; "
+            "an execution id is not a schedule id)"
+        )

@@ -24,6 +24,33 @@ ACTIVE_STATUSES = ("pending", "running", "sleeping", "waiting", "retrying")
 TERMINAL_STATUSES = ("completed", "failed", "compensation_failed", "cancelled")
 ALL_STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
 
+#: The reserved mailbox name under which a cancellation request is made durable (a user
+#: signal cannot take it: names starting ``durably.`` are refused).
+CANCEL_SIGNAL = "durably.cancel"
+
+
+def cancel_args(payload: Any) -> tuple[str | None, str | None]:
+    """``(reason, by)`` of a durable cancellation request's payload."""
+    if isinstance(payload, dict):
+        reason, by = payload.get("reason"), payload.get("by")
+        return (
+            reason if isinstance(reason, str) else None,
+            by if isinstance(by, str) else None,
+        )
+    return None, None
+
+
+#: What a client may ask the store's worker to run for it (``Gateway._in_worker``).
+OPERATOR_ACTIONS = ("retry", "cancel", "force_fail", "skip_step", "retry_rollback")
+SCHEDULE_CALLS = (
+    "schedule",
+    "ensure_schedule",
+    "pause_schedule",
+    "resume_schedule",
+    "update_schedule",
+    "remove_schedule",
+)
+
 #: A due time later than any timer: "no deadline" (and "every timer" as a scan bound).
 NEVER_MS = 2**63 - 1
 

@@ -8,7 +8,8 @@ from typing import Any, Generic, TypeVar, cast
 
 import attrs
 
-from durably.stores import TERMINAL_STATUSES, ExecutionRecord
+from ._errors import ConfigurationError
+from ._records import TERMINAL_STATUSES, ExecutionRecord
 
 T = TypeVar("T")
 
@@ -102,10 +103,13 @@ class Signal(Generic[T]):
     payload_type: type[T] = attrs.field(default=cast("type[T]", Any))
 
     def __attrs_post_init__(self) -> None:
-        if not self.name or "\x00" in self.name:
-            from ._errors import ConfigurationError
-
+        if not isinstance(self.name, str) or not self.name or "\x00" in self.name:
             raise ConfigurationError("a signal name must be a non-empty string without NUL")
+        if self.name.startswith("durably."):
+            raise ConfigurationError(
+                f"signal name {self.name!r}: names starting with 'durably.' are reserved "
+                "for the engine (a cancellation is engine.cancel); choose another name"
+            )
 
 
 @attrs.frozen

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ..runtime._context import Context
     from ._retry import Retry
 
 I = TypeVar("I")  # noqa: E741 - input, by the convention of generic type names
 O = TypeVar("O")  # noqa: E741
+
+#: The first parameter of a workflow function: a ``durably.Context`` at run time. The core
+#: does not import the runtime (imports flow one way), so it is typed loosely here; the
+#: input and the result keep their types.
+Context = Any
 
 
 class WorkflowDefinition(Generic[I, O]):

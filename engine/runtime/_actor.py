@@ -63,14 +63,15 @@ from ..core._events import (
     encode,
 )
 from ..core._history import HistoryFacts, error_info, history_facts, timeout_timer
+from ..core._records import CANCEL_SIGNAL
 from ..core._replay import Replayer
-from ..remote._channel import CANCEL_SIGNAL
+from ..core._status import record_changes
 from ._context import Context, _CompensationFailure
 from ._latch import Wake, refuse_abort
 
 if TYPE_CHECKING:
-    from .._engine import Engine
     from ..core._workflow import WorkflowDefinition
+    from ._ports import ActorHost, Parts
 
 log = logging.getLogger("durably")
 
@@ -116,14 +117,15 @@ class ExecutionActor:
         "cancel_reason",
         "deferred",
         "definition",
-        "engine",
         "execution_id",
         "exited",
         "facts",
         "fresh_events",
+        "host",
         "hung",
         "park_requested",
         "parked",
+        "parts",
         "record_",
         "replay_guard",
         "replay_slot",
@@ -138,11 +140,12 @@ class ExecutionActor:
 
     def __init__(
         self,
-        engine: Engine,
+        host: ActorHost,
         record: ExecutionRecord,
         definition: WorkflowDefinition[Any, Any],
     ) -> None:
-        self.engine = engine
+        self.host = host
+        self.parts: Parts = host.parts
         self.record_ = record
         self.definition = definition
         self.execution_id = record.id
@@ -253,7 +256,7 @@ class ExecutionActor:
             raws = [encode(e) for e in events] if staged else [encode(event)]
         except TypeError as exc:
             raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
-        limit = self.engine.max_payload_bytes
+        limit = self.parts.settings.max_payload_bytes
         if len(raws[-1]) > limit:
             what = f"step {step_id!r}" if step_id is not None else "the workflow's outcome"
             raise PayloadError(
@@ -276,7 +279,7 @@ class ExecutionActor:
         if ops:
             batch.extend(ops)
         try:
-            await self.engine.committer.commit(batch)
+            await self.parts.committer.commit(batch)
         except DurablyError as exc:
             raise _EngineFailure(exc) from exc
         self.seq += len(raws)
@@ -291,7 +294,7 @@ class ExecutionActor:
             self.replay_done()
         if step_id is not None:
             self.replayer.record(step_id, event)
-        self.engine.published(self.execution_id, events)
+        self.host.published(self.execution_id, events, self.seq - len(events))
         # A cancel that arrived during the (shielded) commit takes effect now that the
         # actor knows what its log holds; without this, a workflow whose next calls do
         # not checkpoint would run to its end past the cancel.
@@ -304,7 +307,7 @@ class ExecutionActor:
         if self.record_.recoveries:
             record = attrs.evolve(self.record_, recoveries=0)
             try:
-                await self.engine.committer.commit([PutExecution(record)])
+                await self.parts.committer.commit([PutExecution(record)])
             except DurablyError as exc:
                 raise _EngineFailure(exc) from exc
             self.record_ = record
@@ -336,9 +339,9 @@ class ExecutionActor:
         if self._fired is not None:
             self._stage_fired()
         changes = {**self._staged_changes, **changes}
-        record = attrs.evolve(self.record_, updated_ms=self.engine.clock.now_ms(), **changes)
+        record = attrs.evolve(self.record_, updated_ms=self.parts.clock.now_ms(), **changes)
         try:
-            await self.engine.committer.commit([PutExecution(record), *self._staged_ops, *ops])
+            await self.parts.committer.commit([PutExecution(record), *self._staged_ops, *ops])
         except DurablyError as exc:
             raise _EngineFailure(exc) from exc
         self.record_ = record
@@ -355,7 +358,7 @@ class ExecutionActor:
         it has fired them all; otherwise one yield (behind every task woken so far).
         """
         self.deferred = False
-        behind = self.engine.scheduler.behind
+        behind = self.parts.scheduler.behind
         if behind is not None and behind.join():
             # Awaited here rather than through a helper coroutine: every woken execution
             # holds this wait's frames until the release.
@@ -380,16 +383,16 @@ class ExecutionActor:
         A wake that arrives while the actor is busy is remembered (``woken``) and consumed
         by the next wait; one that arrives as it parks makes the engine run it again.
         """
-        engine = self.engine
+        host = self.host
         self.replay_done()
         if timer is not None:
-            engine.scheduler.arm(timer)
+            self.parts.scheduler.arm(timer)
         if self.woken:
             self.woken = False
             return
-        if self.park_requested or engine.should_park():
+        if self.park_requested or host.should_park():
             raise _Suspend
-        engine.idle[self.execution_id] = self
+        host.idle[self.execution_id] = self
         wake = self.wake
         try:
             if not wake.flag:
@@ -399,7 +402,7 @@ class ExecutionActor:
                 await trio.lowlevel.wait_task_rescheduled(wake.abort)
         finally:
             wake.task = None
-            engine.idle.pop(self.execution_id, None)
+            host.idle.pop(self.execution_id, None)
         wake.flag = False
         if self.park_requested:
             raise _Suspend
@@ -409,7 +412,7 @@ class ExecutionActor:
     # --- lifecycle ---
 
     async def run(self) -> None:
-        engine = self.engine
+        host = self.host
         try:
             assert self.scope is not None
             with self.scope:
@@ -418,29 +421,27 @@ class ExecutionActor:
                 await self._finish_cancelled()
         except _EngineFailure as exc:
             log.error("execution %s stopped: the store failed: %s", self.execution_id, exc)
-            engine.engine_failure(self.execution_id, exc.error)
+            host.store_failed(self.execution_id, exc.error)
         except _Suspend:
             self.parked = True
         except _ReplayHung:
-            bound = engine.max_replay_seconds
             log.error(
                 "execution %s: replay did not reach new work within %s s (max_replay_seconds)",
                 self.execution_id,
-                bound,
+                self.parts.settings.max_replay_seconds,
             )
-            self.hung = True  # the engine counts it as a failed recovery and tries again
+            self.hung = True  # the supervisor counts it as a failed recovery, tries again
         except Exception as exc:  # an engine bug: record it, never take the engine down
             log.exception("internal error in execution %s", self.execution_id)
             try:
-                await self._finish(
-                    ExecutionFailed(at=engine.clock.now_ms(), error=error_info(exc)),
-                    "failed",
+                await self.finish(
+                    ExecutionFailed(at=self.parts.clock.now_ms(), error=error_info(exc)),
                     reason="internal error in durably (please report it)",
                 )
             except BaseException:
                 log.exception("could not record the failure of %s", self.execution_id)
         finally:
-            engine.actor_exited(self)
+            host.actor_exited(self)
 
     def _timeout_deadline(self, events: list[Event]) -> float:
         """The trio deadline of the workflow's timeout (``inf`` without one).
@@ -455,114 +456,118 @@ class ExecutionActor:
         )
         if self.timeout_timer is None:
             return float("inf")
-        return self.engine.clock.deadline(self.timeout_timer.due_ms)
+        return self.parts.clock.deadline(self.timeout_timer.due_ms)
 
     async def _run(self) -> None:
-        engine = self.engine
-        eid = self.execution_id
         if self.cancel_reason is not None:
-            raws = engine.store.read_events(eid)
+            raws = self.parts.store.read_events(self.execution_id)
             self.seq = len(raws)
-            try:
-                self._timeout_deadline(decode_all(raws, eid))  # so that _finish removes it
+            try:  # so that finish removes the timeout's timer
+                self._timeout_deadline(decode_all(raws, self.execution_id))
             except CorruptRecordError:
                 pass
             await self._finish_cancelled()
             return
+        deadline = await self._load()
+        if deadline is None:
+            return
+        try:
+            result = await self._call_workflow(deadline)
+            if self.deferred:
+                await self.settle()
+            self.replayer.finish()
+            shaped = _codec.shape(result, f"result of workflow {self.definition.name!r}")
+        except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):
+            raise
+        except _CompensationFailure as exc:
+            await self._compensation_failed(exc)
+            return
+        except Exception as raised:
+            await self._failed(raised)
+            return
+        try:
+            await self.finish(ExecutionCompleted(at=self.parts.clock.now_ms(), result=shaped))
+        except PayloadError as exc:  # the result is over max_payload_bytes: fail, clearly
+            await self.finish(ExecutionFailed(at=self.parts.clock.now_ms(), error=error_info(exc)))
+
+    async def _load(self) -> float | None:
+        """Read the log into the replayer, arm the timeout; its deadline (``None``: the
+        log is corrupt and the execution was quarantined)."""
+        eid = self.execution_id
         events = self.fresh_events
         self.fresh_events = None
         if events is None:
             try:
-                events = decode_all(engine.store.read_events(eid), eid)
+                events = decode_all(self.parts.store.read_events(eid), eid)
             except CorruptRecordError as exc:
-                await engine.quarantine(self.record_, exc)
-                return
+                await self.host.quarantine(self.record_, exc)
+                return None
         self.seq = len(events)
         self.replayer = Replayer(events, eid)
-        definition = self.definition
         deadline = self._timeout_deadline(events)
-        del events  # the replayer holds them; this frame lives as long as the run
         if self.timeout_timer is not None:
             self.stage_record(ops=[AddTimer(self.timeout_timer)])  # idempotent
-            engine.scheduler.arm(self.timeout_timer)
+            self.parts.scheduler.arm(self.timeout_timer)
         if self.record_.status == "pending":
             self.stage_record(ops=[], status="running")
+        return deadline
+
+    async def _call_workflow(self, deadline: float) -> Any:
+        """Run the workflow function, bounded by its timeout and the replay hang bound."""
+        definition = self.definition
+        eid = self.execution_id
         ctx = Context(self)
-        try:
-            data = _codec.load(
-                self.record_.input, definition.input_type, f"input of execution {eid}"
-            )
-            timed_out = trio.current_time() >= deadline
-            bound = engine.max_replay_seconds
-            guarded = bound is not None and self.replayer.replaying
-            if not timed_out and deadline == math.inf and not guarded:
-                # The common fresh start: no cancel scopes to pay for.
+        data = _codec.load(self.record_.input, definition.input_type, f"input of execution {eid}")
+        timed_out = trio.current_time() >= deadline
+        bound = self.parts.settings.max_replay_seconds
+        guarded = bound is not None and self.replayer.replaying
+        result: Any = None
+        if not timed_out and deadline == math.inf and not guarded:
+            # The common fresh start: no cancel scopes to pay for.
+            return await definition.fn(ctx, data)
+        if not timed_out:
+            guard = trio.CancelScope()
+            if guarded:
+                assert bound is not None
+                guard.deadline = trio.current_time() + bound
+                self.replay_guard = guard
+            with trio.move_on_at(deadline) as timeout_scope, guard:
                 result = await definition.fn(ctx, data)
-            elif not timed_out:
-                guard = trio.CancelScope()
-                if guarded:
-                    assert bound is not None
-                    guard.deadline = trio.current_time() + bound
-                    self.replay_guard = guard
-                with trio.move_on_at(deadline) as timeout_scope, guard:
-                    result = await definition.fn(ctx, data)
-                timed_out = timeout_scope.cancelled_caught
-                if guard.cancelled_caught:
-                    raise _ReplayHung
-                self.replay_guard = None
-            if timed_out:
-                raise WorkflowTimeoutError(
-                    f"execution {eid} timed out: workflow {definition.name!r} allows "
-                    f"{definition.timeout} s from its start (or its last operator retry); "
-                    "raise the workflow's timeout= or retry the execution"
-                )
-            if self.deferred:
-                await self.settle()
-            self.replayer.finish()
-            shaped = _codec.shape(result, f"result of workflow {definition.name!r}")
-        except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):
-            raise
-        except _CompensationFailure as exc:
-            if await self._diverged_before(exc):
-                return
-            await self._finish(
-                ExecutionFailed(
-                    at=engine.clock.now_ms(), error=exc.error, status="compensation_failed"
-                ),
-                "compensation_failed",
-                error=exc.error,
-                reason="a compensation failed; operator.retry_rollback runs it again",
+            timed_out = timeout_scope.cancelled_caught
+            if guard.cancelled_caught:
+                raise _ReplayHung
+            self.replay_guard = None
+        if timed_out:
+            raise WorkflowTimeoutError(
+                f"execution {eid} timed out: workflow {definition.name!r} allows "
+                f"{definition.timeout} s from its start (or its last operator retry); "
+                "raise the workflow's timeout= or retry the execution"
             )
-            return
-        except NonDeterminismError as exc:
-            info = error_info(exc)
-            await self._finish(
-                ExecutionFailed(at=engine.clock.now_ms(), error=info),
-                "failed",
-                error=info,
+        return result
+
+    async def _failed(self, raised: Exception) -> None:
+        """Record how the workflow failed: a compensation, a divergence, its own error."""
+        now = self.parts.clock.now_ms()
+        if isinstance(raised, NonDeterminismError):
+            await self.finish(
+                ExecutionFailed(at=now, error=error_info(raised)),
                 reason="non-determinism: the code no longer matches the history",
             )
             return
-        except Exception as raised:
-            error = _unwrap(raised)
-            if await self._diverged_before(error):
-                return
-            info = error_info(error)
-            await self._finish(
-                ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
-            )
+        error = _unwrap(raised)
+        if await self._diverged_before(error):
             return
-        try:
-            await self._finish(
-                ExecutionCompleted(at=engine.clock.now_ms(), result=shaped),
-                "completed",
-                result=shaped,
-            )
-        except PayloadError as exc:  # the result is over max_payload_bytes: fail, clearly
-            info = error_info(exc)
-            await self._finish(
-                ExecutionFailed(at=engine.clock.now_ms(), error=info), "failed", error=info
-            )
+        await self.finish(ExecutionFailed(at=now, error=error_info(error)))
+
+    async def _compensation_failed(self, exc: _CompensationFailure) -> None:
+        if await self._diverged_before(exc):
+            return
+        await self.finish(
+            ExecutionFailed(
+                at=self.parts.clock.now_ms(), error=exc.error, status="compensation_failed"
+            ),
+            reason="a compensation failed; operator.retry_rollback runs it again",
+        )
 
     async def _diverged_before(self, exc: BaseException) -> bool:
         """A workflow that raises while recorded commands are still ahead of it has
@@ -575,11 +580,8 @@ class ExecutionActor:
             self.replayer.finish()
         except NonDeterminismError as nde:
             nde.__cause__ = exc
-            info = error_info(nde)
-            await self._finish(
-                ExecutionFailed(at=self.engine.clock.now_ms(), error=info),
-                "failed",
-                error=info,
+            await self.finish(
+                ExecutionFailed(at=self.parts.clock.now_ms(), error=error_info(nde)),
                 reason="non-determinism: the code no longer matches the history",
             )
             return True
@@ -589,32 +591,34 @@ class ExecutionActor:
         # Consume the durable cancellation request(s) in the same transaction.
         takes: list[Op] = [
             TakeSignal(self.execution_id, entry.seq)
-            for entry in self.engine.store.mailbox(self.execution_id)
+            for entry in self.parts.store.mailbox(self.execution_id)
             if entry.signal == CANCEL_SIGNAL
         ]
-        await self._finish(
+        await self.finish(
             ExecutionCancelled(
-                at=self.engine.clock.now_ms(), reason=self.cancel_reason, by=self.cancel_by
+                at=self.parts.clock.now_ms(), reason=self.cancel_reason, by=self.cancel_by
             ),
-            "cancelled",
             ops=takes,
             reason=self.cancel_reason,
         )
 
-    async def _finish(
-        self, event: Event, status: str, *, ops: list[Op] | None = None, **changes: Any
-    ) -> None:
+    async def finish(self, event: Event, *, ops: list[Op] | None = None, **changes: Any) -> None:
+        """Record the execution's final ``event``: its status, result or error follow from
+        it (``core/_status.py``), its timers leave the index, all in one commit."""
         ops = list(ops or ())
         if self.record_.timer is not None:
             due, timer_id = self.record_.timer
             timer = Timer(due, self.execution_id, timer_id)
             ops.append(RemoveTimer(timer))
-            self.engine.scheduler.disarm(timer)
+            self.parts.scheduler.disarm(timer)
         if self.timeout_timer is not None:
             ops.append(RemoveTimer(self.timeout_timer))
-            self.engine.scheduler.disarm(self.timeout_timer)
+            self.parts.scheduler.disarm(self.timeout_timer)
+        fields = dict(record_changes(event))
+        if isinstance(event, ExecutionCompleted):
+            fields["result"] = event.result
+        elif isinstance(event, ExecutionFailed):
+            fields["error"] = event.error
         with trio.CancelScope(shield=True):
-            await self.append(
-                event, None, ops, status=status, timer=None, waiting_signal=None, **changes
-            )
-        self.engine.finished(self.execution_id, status)
+            await self.append(event, None, ops, **{**fields, **changes})
+        self.host.finished(self.execution_id, fields["status"])

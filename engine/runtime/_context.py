@@ -18,7 +18,6 @@ status again (the operator's resume left the record ``running``).
 from __future__ import annotations
 
 import inspect
-import math
 import random as _random
 import uuid as _uuid
 import warnings
@@ -26,14 +25,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast, overload
+from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 import attrs
 import trio
 
-from durably.stores import AddTimer, RemoveTimer, TakeSignal, Timer
+from durably.stores import AddTimer, RemoveTimer, Timer
 
-from ..core import _codec
+from ..core import _codec, _decide as decide
 from ..core._errors import (
     ConfigurationError,
     DurablyError,
@@ -51,22 +50,20 @@ from ..core._events import (
     SignalTimedOut,
     SignalWaiting,
     StepCompleted,
-    StepFailed,
     StepRetrying,
-    StepSkipped,
     SwitchEvaluated,
-    TimerFired,
-    TimerStarted,
     ValueRecorded,
 )
-from ..core._history import due_after, error_info
+from ..core._history import error_info
 from ..core._retry import Retry
+from ..core._status import Wait, record_changes, wait_of
 from ..core._types import Received, Signal, TimedOut, from_ms
-
-if TYPE_CHECKING:
-    from ._actor import ExecutionActor
+from ._ports import ExecutionPort, first_signal
 
 T = TypeVar("T")
+
+#: The record after a wait is over: running, waiting for nothing.
+_WAIT_OVER: dict[str, Any] = {"status": "running", "waiting_signal": None, "timer": None}
 
 
 @attrs.frozen
@@ -142,7 +139,7 @@ class _CompensationFailure(BaseException):
 class Context:
     """The handle a workflow uses for everything durable. One per run of an execution."""
 
-    def __init__(self, actor: ExecutionActor) -> None:
+    def __init__(self, actor: ExecutionPort) -> None:
         self._actor = actor
         # Made on first use: most runs derive no step ids and register no compensations,
         # and every waiting live execution holds its Context.
@@ -184,7 +181,7 @@ class Context:
         count = self._counters.get(kind, 0) + 1
         self._counters[kind] = count
         if explicit_required:
-            policy = self._actor.engine.implicit_step_ids
+            policy = self._actor.parts.settings.implicit_step_ids
             message = (
                 f"{kind} without step_id= in workflow {self.workflow!r}: its id is derived "
                 "from call order, so adding or moving such a call breaks running executions"
@@ -234,34 +231,25 @@ class Context:
             actor = self._actor
             rtype = _codec.return_type(fn)
 
-            def where() -> str:
-                return f"step {sid!r} of execution {actor.execution_id}"
-
             recorded = actor.replayer.issue(sid, "step")
-            attempt = 1
-            if recorded is not None:
-                last = recorded[-1]
-                if isinstance(last, StepCompleted | StepSkipped):
-                    value = _codec.load(last.result, rtype, where)
-                    if compensate is not None:
-                        self._compensate_later(sid, compensate, value)
-                    return cast(T, value)
-                if isinstance(last, StepFailed):
-                    if sid not in actor.facts.rerun_failed:
-                        raise StepError(sid, last.error["type"], last.error["message"])
-                    # An operator retried the execution after this failure: run it again,
-                    # with a fresh set of attempts.
-                else:
-                    assert isinstance(last, StepRetrying)
-                    attempt = last.attempt + 1
-                    await self._resume_wait("retrying", None, (last.retry_at, sid))
-                    await self._wait_until(last.retry_at, sid, retrying=True)
-            if actor.record_.recoveries:
+            decision = decide.step(recorded, sid, actor.facts.rerun_failed)
+            if type(decision) is decide.Replayed:
+                value = _codec.load(decision.data, rtype, lambda: _where(actor, sid))
+                if compensate is not None:
+                    self._compensate_later(sid, compensate, value)
+                return cast(T, value)
+            if type(decision) is decide.Reraise:
+                raise StepError(sid, decision.error["type"], decision.error["message"])
+            attempt = decision.attempt
+            if decision.retry_at is not None:  # a recorded backoff: wait it out first
+                await self._resume_wait(Wait("retrying", None, (decision.retry_at, sid)))
+                await self._wait_until(decision.retry_at, sid, retrying=True)
+            if actor.record.recoveries:
                 await actor.caught_up()
             if actor.deferred:
                 await actor.settle()  # woken with others: their resumption before this body
-            policy = retry if retry is not None else actor.definition.retry
-            clock = actor.engine.clock
+            # The body runs in this frame (not a helper coroutine): one frame fewer to
+            # create and to pass through on every suspend and resume of every step.
             while True:
                 token = _current_step.set((actor.execution_id, sid, attempt))
                 started = trio.current_time()
@@ -274,45 +262,16 @@ class Context:
                         value = await _call_with_timeout(fn, args, timeout, sid)
                 except Exception as exc:
                     duration = (trio.current_time() - started) * 1000
-                    info = error_info(exc)
-                    if policy is not None and policy.allows(exc, attempt):
-                        retry_at = due_after(clock.now_ms(), policy.delay(attempt))
-                        timer = Timer(retry_at, actor.execution_id, sid)
-                        await actor.append(
-                            StepRetrying(
-                                at=clock.now_ms(),
-                                step_id=sid,
-                                error=info,
-                                attempt=attempt,
-                                retry_at=retry_at,
-                                duration_ms=duration,
-                            ),
-                            sid,
-                            [AddTimer(timer)],
-                            status="retrying",
-                            timer=(retry_at, sid),
-                        )
-                        attempt += 1
-                        await self._wait_until(retry_at, sid, retrying=True)
-                        continue
-                    await actor.append(
-                        StepFailed(
-                            at=clock.now_ms(),
-                            step_id=sid,
-                            error=info,
-                            duration_ms=duration,
-                            attempt=attempt,
-                        ),
-                        sid,
-                    )
-                    raise StepError(sid, info["type"], info["message"]) from exc
+                    await self._attempt_failed(sid, exc, attempt, duration, retry)
+                    attempt += 1  # _attempt_failed raised unless the policy retries
+                    continue
                 finally:
                     _current_step.reset(token)
                 duration = (trio.current_time() - started) * 1000
-                shaped, value = _codec.roundtrip(value, rtype, where)
+                shaped, value = _codec.roundtrip(value, rtype, lambda: _where(actor, sid))
                 await actor.append(
                     StepCompleted(
-                        at=clock.now_ms(),
+                        at=actor.parts.clock.now_ms(),
                         step_id=sid,
                         result=shaped,
                         duration_ms=duration,
@@ -326,11 +285,33 @@ class Context:
         finally:
             self._busy = False
 
+    async def _attempt_failed(
+        self, sid: str, exc: Exception, attempt: int, duration: float, retry: Retry | None
+    ) -> None:
+        """Record a failed attempt; wait out the retry's backoff, or raise ``StepError``."""
+        actor = self._actor
+        info = error_info(exc)
+        policy = retry if retry is not None else actor.definition.retry
+        delay = policy.delay(attempt) if policy and policy.allows(exc, attempt) else None
+        event, ops = decide.step_failed(
+            actor.execution_id,
+            sid,
+            info,
+            attempt=attempt,
+            now=actor.parts.clock.now_ms(),
+            duration_ms=duration,
+            retry_delay=delay,
+        )
+        await actor.append(event, sid, ops, **record_changes(event))
+        if not isinstance(event, StepRetrying):
+            raise StepError(sid, info["type"], info["message"]) from exc
+        await self._wait_until(event.retry_at, sid, retrying=True)
+
     # --- time ---
 
     def now(self) -> datetime:
         """The current time, recorded on first run: identical on every replay."""
-        return from_ms(self._value("now", lambda: self._actor.engine.clock.now_ms()))
+        return from_ms(self._value("now", lambda: self._actor.parts.clock.now_ms()))
 
     def random(self) -> float:
         """A random float in [0, 1), recorded on first run."""
@@ -354,7 +335,7 @@ class Context:
             return event.value
         value = make()
         actor.record_later(
-            ValueRecorded(at=actor.engine.clock.now_ms(), step_id=sid, kind=kind, value=value),
+            ValueRecorded(at=actor.parts.clock.now_ms(), step_id=sid, kind=kind, value=value),
             sid,
         )
         return value
@@ -382,35 +363,22 @@ class Context:
         self._enter()
         try:
             actor = self._actor
-            recorded = actor.replayer.issue(sid, "sleep")
-            if recorded is not None:
-                if isinstance(recorded[-1], TimerFired):
-                    return
-                started = recorded[0]
-                assert isinstance(started, TimerStarted)
-                wake_at = started.wake_at
-                await self._resume_wait("sleeping", None, (wake_at, sid))
+            wake_at = decide.sleep(actor.replayer.issue(sid, "sleep"))
+            if wake_at == decide.FIRED:
+                return
+            if wake_at is not None:
+                await self._resume_wait(Wait("sleeping", None, (wake_at, sid)))
             else:
-                now = actor.engine.clock.now_ms()
-                if until is not None:
-                    wake_at = math.ceil(until.timestamp() * 1000)
-                else:
-                    assert seconds is not None
-                    wake_at = due_after(now, seconds)
-                await actor.append(
-                    TimerStarted(at=now, step_id=sid, wake_at=wake_at),
-                    sid,
-                    [AddTimer(Timer(wake_at, actor.execution_id, sid))],
-                    status="sleeping",
-                    timer=(wake_at, sid),
-                )
+                until_ms = None if until is None else until.timestamp() * 1000
+                now = actor.parts.clock.now_ms()
+                started, ops = decide.sleep_started(actor.execution_id, sid, now, seconds, until_ms)
+                await actor.append(started, sid, ops, **record_changes(started))
+                wake_at = started.wake_at
             await self._wait_until(wake_at, sid, retrying=False)
         finally:
             self._busy = False
 
-    async def _resume_wait(
-        self, status: str, waiting_signal: str | None, timer: tuple[int, str] | None
-    ) -> None:
+    async def _resume_wait(self, wait: Wait) -> None:
         """A replay reached a recorded wait: make sure the record says so.
 
         It does after a crash or a park (the wait's first run wrote it). After an
@@ -420,28 +388,30 @@ class Context:
         actor = self._actor
         record = actor.record
         if (record.status, record.waiting_signal, record.timer) == (
-            status,
-            waiting_signal,
-            timer,
+            wait.status,
+            wait.signal,
+            wait.timer,
         ):
             return
         ops: list[Any] = []
-        if timer is not None:
-            ops.append(AddTimer(Timer(timer[0], actor.execution_id, timer[1])))
-        await actor.put_record(ops, status=status, waiting_signal=waiting_signal, timer=timer)
+        if wait.timer is not None:
+            ops.append(AddTimer(Timer(wait.timer[0], actor.execution_id, wait.timer[1])))
+        await actor.put_record(
+            ops, status=wait.status, waiting_signal=wait.signal, timer=wait.timer
+        )
 
     async def _wait_until(self, wake_at: int, sid: str, *, retrying: bool) -> None:
         """Wait (live or parked) until ``wake_at``, then record that the timer fired."""
         actor = self._actor
         timer = Timer(wake_at, actor.execution_id, sid)
-        clock = actor.engine.clock
+        clock = actor.parts.clock
         now = clock.now_ms()
         while now < wake_at:
             await actor.wait_wake(timer)
             now = clock.now_ms()
         if retrying:
             # The retry's next attempt starts now; its outcome is the next recorded event.
-            actor.stage_record(status="running", timer=None, ops=[RemoveTimer(timer)])
+            actor.stage_record(ops=[RemoveTimer(timer)], **_WAIT_OVER)
             return
         # Staged, not committed on its own: it rides with the workflow's next durable
         # call. A crash before then re-fires the timer (its index entry is removed in
@@ -487,80 +457,36 @@ class Context:
 
     async def _wait_for_signal(self, sig: Signal[Any], timeout: float | None, sid: str) -> Any:
         actor = self._actor
-        where = f"signal {sig.name!r} at {sid!r} of execution {actor.execution_id}"
+        eid = actor.execution_id
+        where = f"signal {sig.name!r} at {sid!r} of execution {eid}"
         shape: Literal["plain", "result"] = "plain" if timeout is None else "result"
-        recorded = actor.replayer.issue(sid, "signal")
-        if recorded is not None:
-            last = recorded[-1]
-            if isinstance(last, SignalReceived):
-                return _signal_result(shape, _codec.load(last.payload, sig.payload_type, where))
-            if isinstance(last, SignalTimedOut):
-                return _timed_out(shape, sig.name, sid)
-            waiting = recorded[0]
-            assert isinstance(waiting, SignalWaiting)
-            if waiting.signal != sig.name:
-                raise NonDeterminismError(
-                    f"execution {actor.execution_id}: {sid!r} waited for signal "
-                    f"{waiting.signal!r}, the code now waits for {sig.name!r}",
-                    execution_id=actor.execution_id,
-                    step_id=sid,
-                    recorded=waiting.signal,
-                    attempted=sig.name,
-                )
-            deadline = waiting.deadline
-            await self._resume_wait(
-                "waiting", sig.name, None if deadline is None else (deadline, sid)
-            )
+        recorded = decide.signal(actor.replayer.issue(sid, "signal"), eid, sid, sig.name)
+        if isinstance(recorded, SignalReceived):
+            return _signal_result(shape, _codec.load(recorded.payload, sig.payload_type, where))
+        if isinstance(recorded, SignalTimedOut):
+            return _timed_out(shape, sig.name, sid)
+        if isinstance(recorded, SignalWaiting):
+            waiting = recorded
+            await self._resume_wait(wait_of(waiting))
         else:
-            now = actor.engine.clock.now_ms()
-            deadline = None if timeout is None else due_after(now, timeout)
-            ops: list[Any] = []
-            if deadline is not None:
-                ops.append(AddTimer(Timer(deadline, actor.execution_id, sid)))
-            await actor.append(
-                SignalWaiting(at=now, step_id=sid, signal=sig.name, deadline=deadline),
-                sid,
-                ops,
-                status="waiting",
-                waiting_signal=sig.name,
-                timer=None if deadline is None else (deadline, sid),
-            )
-        timer = None if deadline is None else Timer(deadline, actor.execution_id, sid)
+            now = actor.parts.clock.now_ms()
+            waiting, ops = decide.signal_waiting(eid, sid, sig.name, now, timeout)
+            await actor.append(waiting, sid, ops, **record_changes(waiting))
+        timer = None if waiting.deadline is None else Timer(waiting.deadline, eid, sid)
+        store = actor.parts.store
         while True:
-            entry = actor.engine.first_signal(actor.execution_id, sig.name)
-            if entry is not None:
-                ops = [TakeSignal(actor.execution_id, entry.seq)]
-                if timer is not None:
-                    ops.append(RemoveTimer(timer))
+            entry = first_signal(store, eid, sig.name)
+            outcome = decide.signal_outcome(waiting, eid, entry, actor.parts.clock.now_ms())
+            if outcome is not None:
                 # Consumption (TakeSignal) and record ride together with the next durable
                 # call: one transaction, so a crash before it leaves the signal in the
                 # mailbox for the replay to consume again; never lost, never twice.
-                actor.stage(
-                    SignalReceived(
-                        at=actor.engine.clock.now_ms(),
-                        step_id=sid,
-                        signal=sig.name,
-                        payload=entry.payload,
-                        mailbox_seq=entry.seq,
-                    ),
-                    sid,
-                    ops,
-                    status="running",
-                    waiting_signal=None,
-                    timer=None,
-                )
+                event, ops = outcome
+                actor.stage(event, sid, ops, **record_changes(event))
+                if isinstance(event, SignalTimedOut):
+                    return _timed_out(shape, sig.name, sid)
+                assert entry is not None
                 return _signal_result(shape, _codec.load(entry.payload, sig.payload_type, where))
-            if deadline is not None and actor.engine.clock.now_ms() >= deadline:
-                assert timer is not None
-                actor.stage(
-                    SignalTimedOut(at=actor.engine.clock.now_ms(), step_id=sid, signal=sig.name),
-                    sid,
-                    [RemoveTimer(timer)],
-                    status="running",
-                    waiting_signal=None,
-                    timer=None,
-                )
-                return _timed_out(shape, sig.name, sid)
             await actor.wait_wake(timer)
 
     # --- events, notes, branching ---
@@ -578,7 +504,7 @@ class Context:
                 return
             shaped = _codec.shape(payload, f"emit {event!r} at {sid!r}")
             await actor.append(
-                Emitted(at=actor.engine.clock.now_ms(), step_id=sid, event=event, payload=shaped),
+                Emitted(at=actor.parts.clock.now_ms(), step_id=sid, event=event, payload=shaped),
                 sid,
             )
         finally:
@@ -594,7 +520,7 @@ class Context:
                 return
             shaped = _codec.shape(meta, f"note at {sid!r}")
             await actor.append(
-                Noted(at=actor.engine.clock.now_ms(), step_id=sid, message=message, meta=shaped),
+                Noted(at=actor.parts.clock.now_ms(), step_id=sid, message=message, meta=shaped),
                 sid,
             )
         finally:
@@ -660,7 +586,7 @@ class Context:
             )
             await actor.append(
                 SwitchEvaluated(
-                    at=actor.engine.clock.now_ms(),
+                    at=actor.parts.clock.now_ms(),
                     step_id=sid,
                     branch_id=chosen.id,
                     result=shaped,
@@ -703,7 +629,7 @@ class Context:
                     info = error_info(exc)
                     await actor.append(
                         CompensationFailed(
-                            at=actor.engine.clock.now_ms(),
+                            at=actor.parts.clock.now_ms(),
                             step_id=sid,
                             error=info,
                             round=actor.rollback_round,
@@ -713,7 +639,7 @@ class Context:
                     raise _CompensationFailure(info) from exc
                 await actor.append(
                     CompensationCompleted(
-                        at=actor.engine.clock.now_ms(),
+                        at=actor.parts.clock.now_ms(),
                         step_id=sid,
                         duration_ms=(trio.current_time() - started) * 1000,
                     ),
@@ -750,6 +676,10 @@ _PLAIN = frozenset((int, str, float, bool, type(None), dict, list, tuple, bytes)
 def _awaitable(value: Any) -> bool:
     kind = type(value)
     return kind is CoroutineType or (kind not in _PLAIN and inspect.isawaitable(value))
+
+
+def _where(actor: ExecutionPort, sid: str) -> str:
+    return f"step {sid!r} of execution {actor.execution_id}"
 
 
 def _signal_result(shape: str, payload: Any) -> Any:

@@ -73,7 +73,7 @@ from ..core._status import RUNNING, TERMINAL, wait_of
 from ..core._types import Execution, Status, from_ms
 
 if TYPE_CHECKING:
-    from .._engine import Engine
+    from ._ports import OperatorHost
 
 
 @attrs.frozen
@@ -126,26 +126,15 @@ class Operator:
     Every action takes ``by=`` (who) and ``reason=`` (why), recorded in the log with it.
     """
 
-    def __init__(self, target: Engine | Store) -> None:
+    def __init__(self, target: OperatorHost | Store) -> None:
+        # ``target``: a store (no engine runs on it), or a running engine's supervisor.
         if isinstance(target, Store):
-            self._engine: Engine | None = None
-            self._store_: Store | None = target
+            self._engine: OperatorHost | None = None
+            self._store = target
         else:
             self._engine = target
-            self._store_ = None
+            self._store = target.parts.store
         self._lock = trio.Lock()
-
-    @property
-    def _store(self) -> Store:
-        if self._engine is not None:
-            if self._engine.store is None:
-                raise OperatorError(
-                    "the engine has not opened its store yet; use engine.operator inside "
-                    "`async with engine:`"
-                )
-            return self._engine.store
-        assert self._store_ is not None
-        return self._store_
 
     # --- reading ---
 
@@ -359,7 +348,7 @@ class Operator:
     def _now(self) -> int:
         engine = self._engine
         if engine is not None:
-            return engine.clock.now_ms()
+            return engine.parts.clock.now_ms()
         return int(time.time() * 1000)
 
     def _timers(
@@ -371,7 +360,7 @@ class Operator:
             timers.append(Timer(record.timer[0], record.id, record.timer[1]))
         if timeout:
             engine = self._engine
-            definition = None if engine is None else engine._definitions.get(record.workflow)
+            definition = None if engine is None else engine.parts.registry.get(record.workflow)
             if definition is not None:
                 timer = timeout_timer(
                     record.id, definition.timeout, history_facts(events), record.created_ms
@@ -393,7 +382,7 @@ class Operator:
         """A resumed record; with an engine, its wait and its new workflow timeout armed."""
         engine = self._engine
         resumed, ops = _resumed(record, events, now, attempt=attempt, restore=engine is not None)
-        definition = None if engine is None else engine._definitions.get(record.workflow)
+        definition = None if engine is None else engine.parts.registry.get(record.workflow)
         if definition is not None and definition.timeout is not None:
             # The attempt starts now: the same deadline the actor computes from the log.
             due = due_after(now, definition.timeout)
@@ -424,7 +413,7 @@ class Operator:
     async def _commit(self, ops: list[Op]) -> None:
         engine = self._engine
         if engine is not None:
-            await engine.committer.commit(ops)
+            await engine.parts.committer.commit(ops)
             return
         store = self._store
         if store.inline:
@@ -439,12 +428,10 @@ class Operator:
         eid = change.record.id
         for op in ops:
             if isinstance(op, RemoveTimer):
-                engine.scheduler.disarm(op.timer)
+                engine.parts.scheduler.disarm(op.timer)
             elif isinstance(op, AddTimer):
-                engine.scheduler.arm(op.timer)
-        bus = engine._bus
-        if bus is not None:
-            bus.publish(eid, change.events, first_seq)
+                engine.parts.scheduler.arm(op.timer)
+        engine.published(eid, change.events, first_seq)
         if change.record.status in TERMINAL:
             engine.finished(eid, change.record.status)
 
@@ -455,14 +442,14 @@ class Operator:
         if engine is None:
             yield
             return
-        engine._check_running()
-        if execution_id in engine._held:
+        engine.check_running()
+        if execution_id in engine.held:
             raise OperatorError(
                 f"another operator action on execution {execution_id} is in progress; "
                 "try again once it has finished"
             )
-        requests = engine._held[execution_id] = []
-        actor = engine.live.get(execution_id)
+        requests = engine.held[execution_id] = []
+        actor = engine.live_actor(execution_id)
         try:
             if actor is not None:
                 # Interrupt it wherever it is (a step body, a wait); its state is in the
@@ -473,7 +460,7 @@ class Operator:
                     await actor.wait_exited()
             yield
         finally:
-            del engine._held[execution_id]
+            del engine.held[execution_id]
             # Wake-ups that arrived while held, a live actor we interrupted, or an action
             # that resumed the execution: let it run (a finished one is not started).
             record = self._store.get_execution(execution_id)

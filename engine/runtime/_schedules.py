@@ -20,18 +20,15 @@ passes of the repeated hour, so ``*/30 * * * *`` keeps a steady 30-minute beat).
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
-from croniter import CroniterError, croniter  # type: ignore[import-untyped, unused-ignore]
 
 from durably.stores import (
     ACTIVE_STATUSES,
@@ -49,98 +46,35 @@ from ..core._errors import (
     CorruptRecordError,
     DurablyError,
     PayloadError,
+    UnknownScheduleError,
     UnknownWorkflowError,
 )
+from ..core._schedule import Schedule, ScheduleStatus
 from ..core._types import from_ms
+from ._cadence import (
+    Cadence,
+    Cadencing,
+    Cron,
+    Interval,
+    Once,
+    check_policies,
+    check_schedule_id,
+    epoch_ms,
+    recurring,
+    zone,
+)
 
 if TYPE_CHECKING:
-    from .._engine import Engine
     from ..core._workflow import WorkflowDefinition
+    from ._ports import ScheduleHost
 
 log = logging.getLogger("durably")
-
-CatchUp = Literal["latest", "all", "skip"]
-"""What a recurring schedule does about fires missed while no engine ran."""
-Overlap = Literal["allow", "skip"]
-"""What a fire does while the schedule's previous execution is still active."""
 
 #: How many of the most recent execution ids a schedule record keeps.
 MAX_LISTED_EXECUTIONS = 100
 _OWNER = "schedule:"
 _TIMER_ID = "next"
-_MAX_ID = 200
 _FORMAT = 1
-_CATCH_UP = ("latest", "all", "skip")
-_OVERLAP = ("allow", "skip")
-#: Wider than any DST shift: how far around a reference time cron candidates are looked at.
-_DST_WINDOW = timedelta(hours=4)
-_MAX_CANDIDATES = 100_000
-
-
-class UnknownScheduleError(DurablyError, LookupError):
-    """A schedule id that the store does not hold."""
-
-    def __init__(self, schedule_id: str) -> None:
-        self.schedule_id = schedule_id
-        super().__init__(
-            f"no schedule {schedule_id!r} in this store; check the id "
-            "(engine.schedule and engine.ensure_schedule return it; "
-            "an execution id is not a schedule id)"
-        )
-
-
-class ScheduleStatus(enum.StrEnum):
-    """Where a schedule is."""
-
-    ACTIVE = "active"
-    """It will fire at ``next_fire_at``."""
-    PAUSED = "paused"
-    """Kept, but not firing until resumed."""
-    DONE = "done"
-    """A one-off schedule that has fired (or a cron expression with no future match)."""
-
-
-@attrs.frozen
-class Schedule:
-    """A read-only view of a schedule: its definition, its state, and what it started."""
-
-    id: str
-    workflow: str
-    input: Any
-    status: ScheduleStatus
-    cron: str | None
-    """The cron expression, for a cron schedule."""
-    timezone: str | None
-    """The IANA timezone the cron expression is read in, for a cron schedule."""
-    interval: float | None
-    """Seconds between fires, for an interval schedule."""
-    at: datetime | None
-    """The fire time of a one-off schedule."""
-    catch_up: CatchUp
-    overlap: Overlap
-    next_fire_at: datetime | None
-    last_fire_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    executions: tuple[str, ...]
-    """Ids of the executions it started, oldest first (the most recent 100)."""
-    runs: int
-    """Executions started in all (``executions`` keeps only the most recent)."""
-    skipped: int
-    """Fires not run: by ``overlap="skip"``, or missed during downtime with ``catch_up="skip"``."""
-    last_error: str | None
-    """Why the last fire could not start an execution, if it could not."""
-
-    @property
-    def kind(self) -> Literal["once", "cron", "interval"]:
-        if self.cron is not None:
-            return "cron"
-        if self.interval is not None:
-            return "interval"
-        return "once"
-
-
-# --- the stored record --------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -216,14 +150,14 @@ class _Record:
     def timer(self) -> Timer | None:
         return None if self.next_ms is None else Timer(self.next_ms, _OWNER + self.id, _TIMER_ID)
 
-    def cadence(self) -> _Cadence:
+    def cadence(self) -> Cadence:
         if self.cron is not None:
-            return _Cron(self.cron, _zone(self.timezone or "UTC"))
+            return Cron(self.cron, zone(self.timezone or "UTC"))
         if self.interval_ms is not None:
             assert self.anchor_ms is not None
-            return _Interval(self.interval_ms, self.anchor_ms)
+            return Interval(self.interval_ms, self.anchor_ms)
         assert self.at_ms is not None
-        return _Once(self.at_ms)
+        return Once(self.at_ms)
 
     def definition(self) -> tuple[Any, ...]:
         """What ``ensure_schedule`` compares to decide whether anything changed."""
@@ -238,238 +172,6 @@ class _Record:
         )
 
 
-# --- cadences: when a schedule fires --------------------------------------------------------
-
-
-class _Cadence:
-    def next_after(self, ms: int) -> int | None:
-        """The first fire strictly after ``ms``; None if there is none."""
-        raise NotImplementedError
-
-    def last_at_or_before(self, ms: int) -> int | None:
-        """The last fire at or before ``ms``; None if there is none."""
-        raise NotImplementedError
-
-
-@attrs.frozen
-class _Once(_Cadence):
-    at_ms: int
-
-    def next_after(self, ms: int) -> int | None:
-        return self.at_ms if ms < self.at_ms else None
-
-    def last_at_or_before(self, ms: int) -> int | None:
-        return self.at_ms if self.at_ms <= ms else None
-
-
-@attrs.frozen
-class _Interval(_Cadence):
-    interval_ms: int
-    anchor_ms: int
-
-    def next_after(self, ms: int) -> int:
-        if ms < self.anchor_ms:
-            return self.anchor_ms
-        return self.anchor_ms + ((ms - self.anchor_ms) // self.interval_ms + 1) * self.interval_ms
-
-    def last_at_or_before(self, ms: int) -> int | None:
-        if ms < self.anchor_ms:
-            return None
-        return self.anchor_ms + ((ms - self.anchor_ms) // self.interval_ms) * self.interval_ms
-
-
-class _Cron(_Cadence):
-    """Cron fires in a timezone, DST-correct (rules in the module docstring).
-
-    croniter walks naive wall-clock times; each match is then placed on the timeline by
-    ``_instants``. Matches map to instants monotonically except around a DST change, so
-    near one the candidates are collected over a window wider than any shift and the
-    nearest wins; elsewhere the first match is the answer.
-    """
-
-    def __init__(self, expr: str, zone: ZoneInfo) -> None:
-        self.expr = expr
-        self.zone = zone
-        hours = croniter(expr, datetime(2000, 1, 1)).expanded[1]
-        self.every_hour = hours == ["*"] or len(set(hours)) == 24
-
-    def next_after(self, ms: int) -> int | None:
-        return self._search(ms, forward=True)
-
-    def last_at_or_before(self, ms: int) -> int | None:
-        return self._search(ms, forward=False)
-
-    def _search(self, ms: int, *, forward: bool) -> int | None:
-        def wanted(t: int) -> bool:
-            return t > ms if forward else t <= ms
-
-        local = datetime.fromtimestamp(ms / 1000, self.zone)
-        naive = local.replace(tzinfo=None, fold=0)
-        try:
-            if _plain(naive, self.zone):
-                # Fast path: the reference is in no DST overlap, so if the nearest match
-                # is a plain wall-clock time, nothing nearer can hide in a shift.
-                start = naive if forward else naive + timedelta(milliseconds=1)
-                candidate = self._step(croniter(self.expr, start), forward)
-                instants, plain = self._instants(candidate)
-                if plain and wanted(instants[0]):
-                    return instants[0]
-            start = naive - _DST_WINDOW if forward else naive + _DST_WINDOW
-            it = croniter(self.expr, start)
-            best: int | None = None
-            for _ in range(_MAX_CANDIDATES):
-                candidate = self._step(it, forward)
-                instants, plain = self._instants(candidate)
-                for t in instants:
-                    if wanted(t) and (best is None or (t < best if forward else t > best)):
-                        best = t
-                if plain and wanted(instants[0]):
-                    return best
-        except CroniterError:
-            return None  # no match in croniter's search range: the schedule never fires
-        return best
-
-    @staticmethod
-    def _step(it: Any, forward: bool) -> datetime:
-        result: datetime = it.get_next(datetime) if forward else it.get_prev(datetime)
-        return result
-
-    def _instants(self, naive: datetime) -> tuple[list[int], bool]:
-        """Where a wall-clock match lands on the timeline, and whether it is plain."""
-        first = naive.replace(tzinfo=self.zone, fold=0)
-        second = naive.replace(tzinfo=self.zone, fold=1)
-        t0, t1 = _ms(first), _ms(second)
-        if t0 == t1:
-            return [t0], True
-        if first.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != naive:
-            # In the gap of a spring-forward night: fire when the clocks jump.
-            return [_transition(min(t0, t1), max(t0, t1), self.zone)], False
-        # Twice on a fall-back night: the first pass, both passes for every-hour crons.
-        return ([t0, t1] if self.every_hour else [t0]), False
-
-
-def _plain(naive: datetime, zone: ZoneInfo) -> bool:
-    return (
-        naive.replace(tzinfo=zone, fold=0).utcoffset()
-        == naive.replace(tzinfo=zone, fold=1).utcoffset()
-    )
-
-
-def _ms(moment: datetime) -> int:
-    return round(moment.timestamp() * 1000)
-
-
-def _transition(lo_ms: int, hi_ms: int, zone: ZoneInfo) -> int:
-    """The instant in ``(lo_ms, hi_ms]`` at which the zone's offset changes (to the second)."""
-    target = datetime.fromtimestamp(hi_ms / 1000, zone).utcoffset()
-    lo, hi = lo_ms // 1000, -(-hi_ms // 1000)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if datetime.fromtimestamp(mid, zone).utcoffset() == target:
-            hi = mid
-        else:
-            lo = mid
-    return hi * 1000
-
-
-def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigurationError(
-            f"unknown timezone {name!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'"
-        ) from exc
-
-
-# --- validation ----------------------------------------------------------------------------
-
-
-def _check_schedule_id(value: Any) -> str:
-    if not isinstance(value, str) or not value or "\x00" in value or len(value) > _MAX_ID:
-        raise ConfigurationError(
-            f"a schedule id must be a non-empty string without NUL, at most {_MAX_ID} "
-            f"characters; got {value!r}"
-        )
-    return value
-
-
-def _check_policies(catch_up: Any, overlap: Any) -> None:
-    if catch_up not in _CATCH_UP:
-        raise ConfigurationError(f"catch_up must be one of {_CATCH_UP}; got {catch_up!r}")
-    if overlap not in _OVERLAP:
-        raise ConfigurationError(f"overlap must be one of {_OVERLAP}; got {overlap!r}")
-
-
-def _interval_ms(interval: Any) -> int:
-    if isinstance(interval, timedelta):
-        seconds = interval.total_seconds()
-    elif isinstance(interval, int | float) and not isinstance(interval, bool):
-        seconds = float(interval)
-    else:
-        raise ConfigurationError(
-            f"interval must be seconds (a number) or a timedelta; got {interval!r}"
-        )
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"interval must be a positive number of seconds; got {interval!r}")
-    ms = round(seconds * 1000)
-    if ms < 1:
-        raise ConfigurationError(f"interval must be at least a millisecond; got {interval!r}")
-    return ms
-
-
-def _check_cron(expr: Any, timezone: str | None, now_ms: int) -> tuple[_Cron, int]:
-    """The cadence and its first fire after ``now_ms``; an error if it has none."""
-    if not isinstance(expr, str) or not expr.strip():
-        raise ConfigurationError(f"cron must be a cron expression string; got {expr!r}")
-    zone = _zone(timezone if timezone is not None else "UTC")
-    try:
-        cadence = _Cron(expr, zone)
-    except (CroniterError, ValueError, KeyError, IndexError) as exc:
-        raise ConfigurationError(
-            f"invalid cron expression {expr!r} ({exc}); the form is "
-            "'minute hour day-of-month month day-of-week', e.g. '0 3 * * *'"
-        ) from exc
-    first = cadence.next_after(now_ms)
-    if first is None:
-        # Valid syntax can still never match (e.g. '0 0 30 2 *': February 30th).
-        raise ConfigurationError(f"cron expression {expr!r} never fires; check its day fields")
-    return cadence, first
-
-
-@attrs.frozen
-class _Cadencing:
-    """A validated cadence, as it goes into a record."""
-
-    cron: str | None
-    timezone: str | None
-    interval_ms: int | None
-    first_ms: int
-
-
-def _recurring(
-    cron: Any, interval: Any, timezone: Any, now_ms: int, *, required: bool = True
-) -> _Cadencing | None:
-    if cron is not None and interval is not None:
-        raise ConfigurationError("pass cron= or interval=, not both")
-    if timezone is not None and not isinstance(timezone, str):
-        raise ConfigurationError(f"timezone must be an IANA name (a string); got {timezone!r}")
-    if cron is not None:
-        tz = timezone if timezone is not None else "UTC"
-        _, first = _check_cron(cron, tz, now_ms)
-        return _Cadencing(cron, tz, None, first)
-    if timezone is not None and required:
-        raise ConfigurationError("timezone= applies to cron schedules; interval= is in seconds")
-    if interval is not None:
-        ms = _interval_ms(interval)
-        return _Cadencing(None, None, ms, now_ms + ms)
-    if required:
-        raise ConfigurationError("a recurring schedule needs cron= or interval=")
-    return None
-
-
-# --- the manager ---------------------------------------------------------------------------
-
-
 class ScheduleManager:
     """Owns every schedule of one engine: the API's writes and the fires.
 
@@ -477,12 +179,12 @@ class ScheduleManager:
     a fire never records over an update, and an update never resurrects a removed schedule.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.clock = engine.clock
+    def __init__(self, host: ScheduleHost) -> None:
+        self.host = host
+        self.store = host.parts.store
+        self.clock = host.parts.clock
         #: Fires due before this (ms) were missed while no engine ran: catch-up applies.
-        self.started_ms = engine.clock.now_ms()
+        self.started_ms = self.clock.now_ms()
         self._lock = trio.Lock()
         self._due_send, self._due_recv = trio.open_memory_channel[Timer](math.inf)
 
@@ -498,7 +200,7 @@ class ScheduleManager:
             try:
                 await self._fire(timer.owner[len(_OWNER) :], timer.due_ms)
             except DurablyError as exc:
-                if self.engine._closing:
+                if self.host.closing:
                     return  # shutting down mid-fire: the next engine fires it again
                 # The timer stays in the index: the fire is retried by the next engine.
                 log.error("schedule %s: fire at %s failed: %s", timer.owner, timer.due_ms, exc)
@@ -508,7 +210,7 @@ class ScheduleManager:
             record = self._load(sid)
             if record is None or record.status != ScheduleStatus.ACTIVE or record.next_ms != due:
                 return  # a timer left in the heap by an update, pause or removal
-            if record.workflow not in self.engine._definitions:
+            if self.host.parts.registry.get(record.workflow) is None:
                 log.warning(
                     "schedule %s: workflow %r is not registered; it fires once an engine "
                     "registers it",
@@ -542,7 +244,7 @@ class ScheduleManager:
             else:
                 changes["last_ms"] = fire_at
                 try:
-                    eid = await self.engine.start(
+                    eid = await self.host.start(
                         record.workflow, record.input, idempotency_key=key, _schedule_id=sid
                     )
                 except (PayloadError, UnknownWorkflowError) as exc:
@@ -568,7 +270,7 @@ class ScheduleManager:
         return None if data is None else _Record.from_data(sid, data)
 
     def _require(self, sid: Any) -> _Record:
-        _check_schedule_id(sid)
+        check_schedule_id(sid)
         record = self._load(sid)
         if record is None:
             raise UnknownScheduleError(sid)
@@ -588,18 +290,18 @@ class ScheduleManager:
             ops.append(PutSchedule(new.id, new.to_data()))
         if new_timer is not None and new_timer != old_timer:
             ops.append(AddTimer(new_timer))
-        await self.engine.committer.commit(ops)
+        await self.host.parts.committer.commit(ops)
         if old_timer is not None and old_timer != new_timer:
-            self.engine.scheduler.disarm(old_timer)
+            self.host.parts.scheduler.disarm(old_timer)
         if new_timer is not None:
-            self.engine.scheduler.arm(new_timer)
+            self.host.parts.scheduler.arm(new_timer)
 
     # --- the API ---
 
     def _definition(
         self, workflow: WorkflowDefinition[Any, Any] | str, input: Any
     ) -> tuple[str, Any]:
-        definition = self.engine._resolve(workflow)
+        definition = self.host.parts.registry.resolve(workflow)
         shaped = _codec.check(
             input, definition.input_type, f"input of workflow {definition.name!r}"
         )
@@ -610,7 +312,7 @@ class ScheduleManager:
         sid: str,
         workflow: str,
         shaped: Any,
-        cadencing: _Cadencing | None,
+        cadencing: Cadencing | None,
         at_ms: int | None,
         catch_up: str,
         overlap: str,
@@ -646,7 +348,7 @@ class ScheduleManager:
         id: str | None,
     ) -> str:
         name, shaped = self._definition(workflow, input)
-        _check_policies(catch_up, "allow")
+        check_policies(catch_up, "allow")
         now = self.clock.now_ms()
         if (at is None) == (delay is None):
             raise ConfigurationError("engine.schedule takes at= or delay=, exactly one")
@@ -657,7 +359,7 @@ class ScheduleManager:
                 raise ConfigurationError(
                     f"at= must be an aware datetime (e.g. tzinfo=UTC); got naive {at!r}"
                 )
-            at_ms = _ms(at)
+            at_ms = epoch_ms(at)
         else:
             seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
             if not isinstance(seconds, int | float) or isinstance(seconds, bool):
@@ -667,7 +369,7 @@ class ScheduleManager:
             at_ms = now + round(seconds * 1000)
         if id is None:
             id = f"once-{now:012x}{secrets.token_hex(6)}"
-        sid = _check_schedule_id(id)
+        sid = check_schedule_id(id)
         async with self._lock:
             if self._load(sid) is not None:
                 raise ConfigurationError(
@@ -689,13 +391,13 @@ class ScheduleManager:
         catch_up: str,
         overlap: str,
     ) -> str:
-        sid = _check_schedule_id(id)
-        name = self.engine._resolve(workflow).name
+        sid = check_schedule_id(id)
+        name = self.host.parts.registry.resolve(workflow).name
         self._check_same_workflow(self._load(sid), name)
         name, shaped = self._definition(workflow, input)
-        _check_policies(catch_up, overlap)
+        check_policies(catch_up, overlap)
         now = self.clock.now_ms()
-        cadencing = _recurring(cron, interval, timezone, now)
+        cadencing = recurring(cron, interval, timezone, now)
         assert cadencing is not None
         async with self._lock:
             old = self._load(sid)
@@ -758,7 +460,7 @@ class ScheduleManager:
         catch_up: str | None,
         overlap: str | None,
     ) -> Schedule:
-        _check_schedule_id(sid)
+        check_schedule_id(sid)
         async with self._lock:
             old = self._require(sid)
             now = self.clock.now_ms()
@@ -775,9 +477,9 @@ class ScheduleManager:
                 cron = old.cron
             if cron is not None and timezone is None:
                 timezone = old.timezone  # a new expression keeps the schedule's timezone
-            cadencing = _recurring(cron, interval, timezone, now, required=False)
+            cadencing = recurring(cron, interval, timezone, now, required=False)
             if has_input:
-                definition = self.engine._resolve(old.workflow)
+                definition = self.host.parts.registry.resolve(old.workflow)
                 shaped = _codec.check(
                     input, definition.input_type, f"input of workflow {old.workflow!r}"
                 )
@@ -785,7 +487,7 @@ class ScheduleManager:
                 shaped = old.input
             new_catch_up = catch_up if catch_up is not None else old.catch_up
             new_overlap = overlap if overlap is not None else old.overlap
-            _check_policies(new_catch_up, new_overlap)
+            check_policies(new_catch_up, new_overlap)
             if cadencing is None:
                 new = attrs.evolve(old, input=shaped, catch_up=new_catch_up, overlap=new_overlap)
             else:

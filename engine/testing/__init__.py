@@ -446,7 +446,7 @@ class _Run:
             changed[0].set()
 
         # The engine's event bus is how the driver learns that the execution now waits.
-        engine._subscribers.append(on_events)
+        engine._supervisor.subscribers.append(on_events)  # type: ignore[union-attr]
         with trio.move_on_at(self.t0 + self.horizon):
             async with trio.open_nursery() as nursery:
                 if cut is not None:

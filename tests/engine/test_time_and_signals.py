@@ -252,14 +252,14 @@ async def test_ten_thousand_parked_executions_with_a_hundred_live(
     async with durably.Engine(MemoryStore(), workflows=[waiter], max_live_executions=100) as engine:
         eids = [await engine.start(waiter, i) for i in range(n)]
         await trio.sleep(1)
-        assert len(engine.live) <= 100
+        assert engine.statistics().live <= 100
         for eid in eids:
             await engine.signal(eid, Note, 1)
         results = [await engine.wait(eid) for eid in eids]
         assert results == [i + 1 for i in range(n)]
         assert engine.peak_live <= 100
         await trio.sleep(1)  # finished actors leave right after recording their result
-        assert len(engine.live) == 0
+        assert engine.statistics().live == 0
 
 
 async def test_thousands_of_timers_due_at_once_all_fire(
@@ -277,7 +277,7 @@ async def test_thousands_of_timers_due_at_once_all_fire(
         eids = [await engine.start(tick) for _ in range(3000)]
         results = [await engine.wait(eid) for eid in eids]
         assert results == ["fired"] * 3000
-        assert engine.scheduler.fired >= 3000
+        assert engine.statistics().timers_fired >= 3000
 
 
 async def test_timers_due_together_all_resume_before_any_finishes(
@@ -300,7 +300,9 @@ async def test_timers_due_together_all_resume_before_any_finishes(
 
     clock = durably.Clock(datetime(2030, 1, 1, tzinfo=UTC))
     async with durably.Engine(MemoryStore(), workflows=[burst], clock=clock) as engine:
-        engine._subscribers.append(lambda eid, events: order.append(("written", len(events))))
+        engine._supervisor.subscribers.append(
+            lambda eid, events: order.append(("written", len(events)))
+        )
         eids = [await engine.start(burst, i) for i in range(2500)]
         await trio.sleep(60)  # virtual: every sleep armed and recorded, an hour before due
         order.clear()

@@ -120,7 +120,7 @@ async def test_21_default_limit_is_sixteen_mebibytes(
         return len(await ctx.step("blob", lambda: "x" * size))
 
     async with lmdb_engine(tmp_path / "s", [huge]) as engine:
-        assert engine.max_payload_bytes == 16 * 1024 * 1024
+        assert engine._settings.max_payload_bytes == 16 * 1024 * 1024
         eid = await engine.start(huge, 17 * 1024 * 1024)
         with pytest.raises(durably.ExecutionFailedError, match="max_payload_bytes"):
             await engine.wait(eid)

@@ -1,0 +1,173 @@
+"""``durably.Client``: start, signal, cancel, wait and read, in a process beside the
+store's one worker (a web server, a script, the command line).
+
+A client executes nothing. Its writes are durable at once (the same ``Gateway`` calls as
+the engine's); a hint over the local wake-up channel makes the worker act on them within
+milliseconds, and the worker's recovery finds them if it was not running.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from durably.stores import ExecutionRecord, LmdbStore, Store
+
+from ..core._audit import AuditEntry, audit_trail
+from ..core._errors import ConfigurationError
+from ..core._events import Event, decode_all
+from ..core._records import OPERATOR_ACTIONS
+from ..core._workflow import WorkflowDefinition
+from ..runtime._clock import Clock
+from ..runtime._commit import Committer
+from ..runtime._gateway import Gateway, exit_nursery
+from ..runtime._operator import Operator
+from ..runtime._ports import Parts, Settings
+from ..runtime._scheduler import Scheduler
+from ..runtime._schedules import ScheduleManager
+from . import _wire
+from ._channel import ClientChannel
+
+
+class Client(Gateway):
+    """Start, signal, cancel, wait and read a store that a worker serves (or none does).
+
+    Use as ``async with durably.Client(path) as client:``. While it waits, it re-reads the
+    store every ``poll_interval`` seconds in case a wake-up from the worker is lost.
+    Workflows may be named by string; ``workflows=`` gives their types to ``wait``.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str],
+        *,
+        workflows: Iterable[WorkflowDefinition[Any, Any]] = (),
+        poll_interval: float = 1.0,
+        clock: Clock | None = None,
+        max_payload_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        settings = Settings(max_payload_bytes=max_payload_bytes)
+        super().__init__(store, workflows=workflows, clock=clock, settings=settings)
+        self._poll_interval = poll_interval
+        self._channel = ClientChannel(None)
+        self._operator: Operator | None = None
+
+    async def __aenter__(self) -> Client:
+        if self._running:
+            raise ConfigurationError("this client is already open; create one per use")
+        if self._owns_store:
+            self.store = LmdbStore(self._store_arg, lock=False)  # type: ignore[arg-type]
+        self.clock.bind()
+        self._committer = Committer(self.store)
+        # A scheduler that never runs: the local fallback of a schedule call (no worker
+        # holds the store) writes its timer to the index, where the worker finds it.
+        scheduler = Scheduler(self.store, self.clock, lambda *a: None)
+        self.parts = Parts(
+            self.store, self._committer, scheduler, self.clock, self._settings, self._registry
+        )
+        self._schedules = ScheduleManager(self)
+        store_path = getattr(self.store, "path", None)
+        self._channel = ClientChannel(
+            None if store_path is None else _wire.worker_socket_path(store_path)
+        )
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        try:
+            await nursery.start(self._committer.run)
+            await self._channel.open(nursery)
+        except BaseException as exc:
+            self._committer.close()
+            nursery.cancel_scope.cancel()
+            await self._nursery_cm.__aexit__(type(exc), exc, exc.__traceback__)
+            if self._owns_store:
+                self.store.close()
+            raise
+        self._nursery = nursery
+        self._running = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._running = False
+        self._committer.close()
+        self._nursery.cancel_scope.cancel()
+        try:
+            return await exit_nursery(self._nursery_cm, exc_type, exc, tb)
+        finally:
+            self._channel.close()
+            if self._owns_store:
+                self.store.close()
+
+    #: Never true of a client; the schedule runner's port asks.
+    closing = False
+
+    # --- the Gateway's hooks: a client hints the worker ---
+
+    def _started(self, record: ExecutionRecord, first: Event) -> None:
+        self._channel.hint_soon({"op": "wake", "eid": record.id})
+
+    def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:
+        self._channel.hint_soon({"op": "signal", "eid": execution_id, "name": name})
+
+    def _cancel_requested(
+        self, execution_id: str, reason: str | None, by: str | None, *, durable: bool
+    ) -> None:
+        if durable:
+            self._channel.hint_soon({"op": "cancel", "eid": execution_id})
+
+    async def _wait_finished(self, execution_id: str) -> None:
+        await self._channel.wait_finished(execution_id, self._poll_interval)
+
+    async def _in_worker(
+        self, method: str, wire: dict[str, Any], local: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run a call that must not race the worker's own writes where it is safe: in
+        the store's worker, or here when no worker holds the store (its lock is held
+        meanwhile, so none starts)."""
+        store_path = getattr(self.store, "path", None)
+        lock = None if store_path is None else _wire.try_worker_lock(Path(store_path))
+        if store_path is None or lock is not None:
+            try:
+                return await local()
+            finally:
+                if lock is not None:
+                    lock.close()
+        return await self._channel.call(method, wire, str(store_path))
+
+    # --- reading and operating ---
+
+    async def audit(self, execution_id: str) -> list[AuditEntry]:
+        """The execution's audit trail, derived from its log (oldest first)."""
+        self._get_record(execution_id)
+        return audit_trail(execution_id, decode_all(self.store.read_events(execution_id)))
+
+    @property
+    def operator(self) -> Operator:
+        """Read and repair executions; actions run in the store's worker (``operate``)."""
+        if self._operator is None:
+            self._operator = Operator(self.store)
+        return self._operator
+
+    async def operate(self, action: str, execution_id: str, **kwargs: Any) -> None:
+        """Run an operator action (``retry``, ``cancel``, ``force_fail``, ``skip_step``,
+        ``retry_rollback``) in the store's worker, answered when done; with no worker
+        running, here, holding the worker lock so that none starts meanwhile."""
+        self._check_running()
+        if action not in OPERATOR_ACTIONS:
+            raise ConfigurationError(
+                f"unknown operator action {action!r}; one of {', '.join(OPERATOR_ACTIONS)}"
+            )
+        await self._in_worker(
+            action,
+            {"execution_id": execution_id, **kwargs},
+            lambda: getattr(self.operator, action)(execution_id, **kwargs),
+        )

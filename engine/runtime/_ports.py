@@ -1,0 +1,211 @@
+"""The narrow ports the runtime's parts talk through.
+
+Rules of this module:
+
+- A part receives what it uses, named here, and never a pointer to the engine: the
+  execution actor sees an ``ActorHost`` (the supervisor), ``Context`` sees an
+  ``ExecutionPort`` (its actor), the operator an ``OperatorHost``, the schedule runner a
+  ``ScheduleHost``. Each is a ``typing.Protocol``, so the import graph stays one-way: this
+  module imports no other part of the runtime at run time.
+- ``Parts`` is the bundle every actor shares (the store, the commit actor, the scheduler,
+  the clock, the settings and the registered workflows): data, not behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import attrs
+
+from durably.stores import ExecutionRecord, MailboxEntry, Op, Store, Timer
+
+from ..core._errors import ConfigurationError, CorruptRecordError, UnknownWorkflowError
+from ..core._events import Event
+from ..core._history import HistoryFacts
+from ..core._replay import Replayer
+from ..core._workflow import WorkflowDefinition
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+    from ._commit import Committer
+    from ._scheduler import Scheduler
+
+
+@attrs.frozen
+class Settings:
+    """The engine options the runtime reads (validated once, by ``Settings.check``)."""
+
+    max_live_executions: int = 10_000
+    implicit_step_ids: Literal["allow", "warn", "error"] = "allow"
+    max_recovery_attempts: int = 5
+    max_payload_bytes: int = 16 * 1024 * 1024
+    max_replay_seconds: float | None = 60.0
+    store_retry_seconds: float = 1.0
+
+    def check(self) -> Settings:
+        if self.max_live_executions < 1:
+            raise ConfigurationError("max_live_executions must be at least 1")
+        if self.implicit_step_ids not in ("allow", "warn", "error"):
+            raise ConfigurationError("implicit_step_ids must be 'allow', 'warn' or 'error'")
+        if self.max_payload_bytes < 1:
+            raise ConfigurationError("max_payload_bytes must be at least 1")
+        if self.max_replay_seconds is not None and not self.max_replay_seconds > 0:
+            raise ConfigurationError("max_replay_seconds must be positive (or None)")
+        if not self.store_retry_seconds > 0:
+            raise ConfigurationError("store_retry_seconds must be positive")
+        return self
+
+
+class Registry:
+    """The workflows one engine (or client) knows, by name."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[str, WorkflowDefinition[Any, Any]] = {}
+
+    def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
+        if not isinstance(definition, WorkflowDefinition):
+            raise ConfigurationError(
+                f"{definition!r} is not a workflow definition; decorate it with "
+                "@durably.workflow(name)"
+            )
+        existing = self.definitions.get(definition.name)
+        if existing is not None and existing is not definition:
+            raise ConfigurationError(f"two workflows are registered as {definition.name!r}")
+        self.definitions[definition.name] = definition
+
+    def get(self, name: str) -> WorkflowDefinition[Any, Any] | None:
+        return self.definitions.get(name)
+
+    def resolve(self, workflow: WorkflowDefinition[Any, Any] | str) -> WorkflowDefinition[Any, Any]:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        definition = self.definitions.get(name)
+        if definition is None:
+            raise UnknownWorkflowError(name, list(self.definitions))
+        return definition
+
+
+@attrs.define
+class Parts:
+    """What every actor of one engine shares."""
+
+    store: Store
+    committer: Committer
+    scheduler: Scheduler
+    clock: Clock
+    settings: Settings
+    registry: Registry
+
+
+def first_signal(store: Store, execution_id: str, name: str) -> MailboxEntry | None:
+    """The oldest buffered signal ``name`` of the execution (commit order), if any."""
+    for entry in store.mailbox(execution_id):
+        if entry.signal == name:
+            return entry
+    return None
+
+
+class ActorHost(Protocol):
+    """What an execution actor needs of its supervisor."""
+
+    parts: Parts
+    idle: dict[str, Any]
+
+    def should_park(self) -> bool: ...
+
+    def actor_exited(self, actor: Any) -> None: ...
+
+    def store_failed(self, execution_id: str, error: BaseException) -> None: ...
+
+    def finished(self, execution_id: str, status: str) -> None: ...
+
+    def published(self, execution_id: str, events: Sequence[Event], first_seq: int) -> None: ...
+
+    async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None: ...
+
+
+class ExecutionPort(Protocol):
+    """What ``Context`` needs of the execution actor it belongs to."""
+
+    execution_id: str
+    replayer: Replayer
+    facts: HistoryFacts
+    definition: WorkflowDefinition[Any, Any]
+    deferred: bool
+    rollback_round: int
+
+    @property
+    def record(self) -> ExecutionRecord: ...
+
+    @property
+    def parts(self) -> Parts: ...
+
+    async def settle(self) -> None: ...
+
+    async def caught_up(self) -> None: ...
+
+    async def append(
+        self,
+        event: Event,
+        step_id: str | None,
+        ops: list[Op] | None = None,
+        **changes: Any,
+    ) -> None: ...
+
+    def stage(self, event: Event, step_id: str, ops: list[Op], **changes: Any) -> None: ...
+
+    def stage_record(self, *, ops: list[Op], **changes: Any) -> None: ...
+
+    def record_later(self, event: Event, step_id: str) -> None: ...
+
+    async def put_record(self, ops: list[Op], **changes: Any) -> None: ...
+
+    async def wait_wake(self, timer: Timer | None) -> None: ...
+
+    def timer_fired(self, timer: Timer, at: int) -> None: ...
+
+
+class LiveActor(Protocol):
+    """What the operator needs of a live execution actor: interrupt it, await its end."""
+
+    scope: Any
+
+    async def wait_exited(self) -> None: ...
+
+
+class OperatorHost(Protocol):
+    """What the operator needs of a running engine's supervisor."""
+
+    parts: Parts
+    held: dict[str, list[tuple[str | None, str | None] | None]]
+
+    def check_running(self) -> None: ...
+
+    def live_actor(self, execution_id: str) -> LiveActor | None: ...
+
+    def spawn(
+        self, execution_id: str, *, cancel: tuple[str | None, str | None] | None = None
+    ) -> None: ...
+
+    def finished(self, execution_id: str, status: str) -> None: ...
+
+    def published(self, execution_id: str, events: Sequence[Event], first_seq: int) -> None: ...
+
+
+class ScheduleHost(Protocol):
+    """What the schedule runner needs of its engine: start a run, know it is stopping."""
+
+    @property
+    def parts(self) -> Parts: ...
+
+    @property
+    def closing(self) -> bool: ...
+
+    async def start(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        _schedule_id: str | None = None,
+    ) -> str: ...

@@ -1,0 +1,379 @@
+"""The supervisor: which executions live, which wait their turn, and what happens when
+an actor ends.
+
+Rules of this module:
+
+- One actor per live execution, at most ``max_live_executions`` at once; beyond that,
+  executions queue (``runq``) and idle actors are asked to park (oldest first).
+- Recovery count: the first replay of an execution in this process is counted durably
+  before it replays, so that code which kills the process on replay is dead-lettered
+  after ``max_recovery_attempts`` instead of crash-looping (see ``_run_counted``).
+- Executions an operator action holds (``held``) are not launched; requests to run them
+  are kept and honoured when the hold ends.
+- A store that refuses a write (a full disk) stops that execution only; it is tried again
+  with a doubling pause (``store_failed``).
+- Everything runs in the supervisor's own nursery (``run``): nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from durably.stores import (
+    ACTIVE_STATUSES,
+    ExecutionRecord,
+    PutExecution,
+    Timer,
+)
+
+from ..core._errors import CorruptRecordError, DurablyError
+from ..core._events import Event, ExecutionFailed
+from ..core._records import CANCEL_SIGNAL, cancel_args
+from ..core._status import TERMINAL
+from ._actor import ExecutionActor
+from ._bus import Bus
+from ._ports import Parts, first_signal
+
+log = logging.getLogger("durably")
+
+Cancel = tuple[str | None, str | None]
+
+
+@attrs.frozen
+class RecoveryReport:
+    """What ``engine.recover()`` found and did."""
+
+    resumed: int
+    """Executions that were running (or pending) and now run again."""
+    parked: int
+    """Executions waiting on a timer or a signal, left parked with their timers armed."""
+    woken: int
+    """Waiting executions with a matching signal already buffered, woken now."""
+    unknown_workflows: list[str]
+    """Workflow names found in the store that this engine does not register (left as is)."""
+    timers: int
+    """Timers armed from the store's index."""
+
+
+class Supervisor:
+    """Spawns, admits, parks, recovers and dead-letters the executions of one engine."""
+
+    def __init__(self, parts: Parts, on_schedule_timer: Callable[[Timer], None]) -> None:
+        self.parts = parts
+        self._on_schedule_timer = on_schedule_timer
+        self.live: dict[str, ExecutionActor] = {}
+        self.idle: dict[str, Any] = {}
+        self.runq: dict[str, Cancel | None] = {}
+        #: Executions an operator action holds: launches wait (requests kept) until done.
+        self.held: dict[str, list[Cancel | None]] = {}
+        self.bus: Bus | None = None
+        #: Called with every committed batch of events (the testing kit listens here).
+        self.subscribers: list[Callable[[str, Sequence[Event]], None]] = []
+        self.peak_live = 0
+        self.closing = False
+        self._replayed_here: set[str] = set()
+        self._replay_slot = trio.Semaphore(1)
+        self._finished: dict[str, trio.Event] = {}
+        self._stalled: set[str] = set()
+        self._retrying_stalled = False
+        self._nursery: trio.Nursery | None = None
+        self._scope: trio.CancelScope | None = None
+        self._done = trio.Event()
+        #: Told when an execution finishes (the wake-up channel answers its watchers).
+        self.on_finished: Callable[[str], None] | None = None
+
+    # --- lifecycle ---
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            self._done.set()
+
+    async def stop(self) -> None:
+        """Park every live execution and wait until every actor has ended."""
+        self.closing = True
+        if self._scope is not None:
+            self._scope.cancel()
+            await self._done.wait()
+
+    def check_running(self) -> None:
+        if self._nursery is None:
+            raise DurablyError(
+                "the engine is not running; use it inside `async with durably.Engine(...)`"
+            )
+
+    # --- recovery ---
+
+    def recover(self) -> RecoveryReport:
+        """Resume every unfinished execution: run the running, arm the waiting."""
+        store = self.parts.store
+        timers = self.parts.scheduler.load()
+        resumed = parked = woken = 0
+        unknown: set[str] = set()
+        for status in ACTIVE_STATUSES:
+            after: str | None = None
+            while page := store.list_executions(status=status, after=after, limit=1000):
+                after = page[-1].id
+                for record in page:
+                    if record.status in TERMINAL or record.id in self.live:
+                        continue
+                    if self.parts.registry.get(record.workflow) is None:
+                        unknown.add(record.workflow)
+                        continue
+                    # One mailbox read answers both questions: a cancel request, and
+                    # whether the awaited signal is already buffered.
+                    mail = store.mailbox(record.id)
+                    names = {e.signal for e in mail}
+                    if CANCEL_SIGNAL in names:
+                        cancel = next(e for e in mail if e.signal == CANCEL_SIGNAL)
+                        resumed += 1
+                        self.spawn(record.id, cancel=cancel_args(cancel.payload))
+                    elif status in ("pending", "running"):
+                        resumed += 1
+                        self.spawn(record.id)
+                    elif status == "waiting" and record.waiting_signal in names:
+                        woken += 1
+                        self.spawn(record.id)
+                    else:
+                        parked += 1
+        if unknown:
+            log.warning(
+                "executions of unregistered workflows left as they are: %s", sorted(unknown)
+            )
+        return RecoveryReport(resumed, parked, woken, sorted(unknown), timers)
+
+    # --- spawning ---
+
+    def started(self, record: ExecutionRecord, first: Event) -> None:
+        """An execution this engine just created: run it without reading it back."""
+        self._replayed_here.add(record.id)
+        self.spawn(record.id, fresh=(record, [first]))
+
+    def spawn(
+        self,
+        execution_id: str,
+        *,
+        cancel: Cancel | None = None,
+        fresh: tuple[ExecutionRecord, list[Event]] | None = None,
+    ) -> None:
+        """Make sure the execution runs: wake its live actor, or start (or queue) one."""
+        actor = self.live.get(execution_id)
+        if actor is not None:
+            if cancel is not None:
+                actor.cancel_reason, actor.cancel_by = cancel[0] or "cancelled", cancel[1]
+                if actor.scope is not None:
+                    actor.scope.cancel()
+            else:
+                actor.wake_up()
+            return
+        if self.closing or self._nursery is None:
+            return
+        if execution_id in self.runq:
+            if cancel is not None:
+                self.runq[execution_id] = cancel
+            return
+        if len(self.live) >= self.parts.settings.max_live_executions:
+            self.runq[execution_id] = cancel
+            if self.idle:
+                victim = self.idle.pop(next(iter(self.idle)))
+                victim.request_park()
+            return
+        self._launch(execution_id, cancel, fresh)
+
+    def signalled(self, execution_id: str, waiting: bool) -> None:
+        """A signal was buffered for the execution: wake it if it may be waiting for it."""
+        actor = self.live.get(execution_id)
+        if actor is not None:
+            actor.wake_up()
+        elif waiting:
+            self.spawn(execution_id)
+
+    def live_actor(self, execution_id: str) -> ExecutionActor | None:
+        return self.live.get(execution_id)
+
+    def _launch(
+        self,
+        execution_id: str,
+        cancel: Cancel | None,
+        fresh: tuple[ExecutionRecord, list[Event]] | None = None,
+    ) -> None:
+        assert self._nursery is not None
+        held = self.held.get(execution_id)
+        if held is not None:
+            held.append(cancel)
+            return
+        if fresh is not None:
+            record: ExecutionRecord | None = fresh[0]
+        else:
+            try:
+                record = self.parts.store.get_execution(execution_id)
+            except CorruptRecordError as exc:
+                log.error("execution %s cannot be read: %s", execution_id, exc)
+                return
+        if record is None or record.status in TERMINAL:
+            return
+        definition = self.parts.registry.get(record.workflow)
+        if definition is None:
+            log.warning("execution %s: workflow %r is not registered", record.id, record.workflow)
+            return
+        actor = ExecutionActor(self, record, definition)
+        if fresh is not None:
+            actor.fresh_events = fresh[1]
+        if cancel is not None:
+            actor.cancel_reason, actor.cancel_by = cancel[0] or "cancelled", cancel[1]
+        self.live[execution_id] = actor
+        self.peak_live = max(self.peak_live, len(self.live))
+        if execution_id in self._replayed_here or actor.cancel_reason is not None:
+            # Nothing to count before it runs (see _run_counted): its own task, without
+            # the wrapper's coroutine held for as long as it waits.
+            self._nursery.start_soon(actor.run)
+        else:
+            self._nursery.start_soon(self._run_counted, actor)
+
+    async def _run_counted(self, actor: ExecutionActor) -> None:
+        eid = actor.execution_id
+        try:
+            # First replay of this execution in this process: count it durably *before*
+            # replaying. A suspect (counted before without progress since) replays alone,
+            # until it reaches new work or a wait: a process death is then counted against
+            # it only. An innocent execution counted once for dying beside a culprit is a
+            # suspect next time and clears itself by replaying alone, so it never reaches
+            # the limit; the others replay concurrently, their counts batched.
+            self._replayed_here.add(eid)
+            if actor.record.recoveries:
+                await self._replay_slot.acquire()
+                actor.replay_slot = self._replay_slot
+            record = actor.record
+            if record.recoveries >= self.parts.settings.max_recovery_attempts:
+                await self._dead_letter(actor)
+                self.actor_exited(actor)
+                return
+            bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
+            try:
+                await self.parts.committer.commit([PutExecution(bumped)])
+            except DurablyError as exc:
+                self._replayed_here.discard(eid)  # not counted: count it on the retry
+                self.store_failed(eid, exc)
+                self.actor_exited(actor)
+                return
+            actor.record_ = bumped
+            await actor.run()
+        finally:
+            actor.release_replay_slot()
+
+    async def _dead_letter(self, actor: ExecutionActor) -> None:
+        record = actor.record
+        reason = (
+            f"dead-lettered: recovery was attempted {record.recoveries} times without "
+            "progress (the process died while replaying it, or its replay hung past "
+            "max_replay_seconds); fix the workflow code, then retry the execution"
+        )
+        error = {"type": "durably.CrashLoop", "message": reason, "traceback": ""}
+        actor.seq = len(self.parts.store.read_events(actor.execution_id))
+        await actor.finish(
+            ExecutionFailed(at=self.parts.clock.now_ms(), error=error), reason=reason
+        )
+
+    # --- the actors' side (ActorHost) ---
+
+    def actor_exited(self, actor: Any) -> None:
+        eid = actor.execution_id
+        actor.mark_exited()
+        if self.live.get(eid) is actor:
+            del self.live[eid]
+        self.idle.pop(eid, None)
+        if actor.parked and actor.woken:
+            self.spawn(eid)  # woken as it parked: the wake must not be lost
+        if actor.hung:
+            self._replayed_here.discard(eid)  # the next attempt counts as a recovery
+            cancel: Cancel | None = None
+            if actor.cancel_reason is not None:  # a cancel that met the hang still holds
+                cancel = (actor.cancel_reason, actor.cancel_by)
+            self.spawn(eid, cancel=cancel)
+        limit = self.parts.settings.max_live_executions
+        while self.runq and len(self.live) < limit and not self.closing:
+            next_id = next(iter(self.runq))
+            self._launch(next_id, self.runq.pop(next_id))
+
+    def should_park(self) -> bool:
+        return self.closing or bool(self.runq)
+
+    def on_timer(self, due_ms: int, owner: str, timer_id: str) -> None:
+        # Called for each of thousands of timers due together: a Timer is built only for
+        # a schedule's fire, which needs one.
+        if owner.startswith("schedule:"):
+            self._on_schedule_timer(Timer(due_ms, owner, timer_id))
+            return
+        self.spawn(owner)
+
+    def finished(self, execution_id: str, status: str) -> None:
+        self._replayed_here.discard(execution_id)
+        event = self._finished.pop(execution_id, None)
+        if event is not None:
+            event.set()
+        if self.on_finished is not None:
+            self.on_finished(execution_id)
+
+    async def wait_finished(self, execution_id: str) -> None:
+        """Return when the execution may have finished (the caller re-reads the store)."""
+        event = self._finished.get(execution_id)
+        if event is None:
+            event = self._finished[execution_id] = trio.Event()
+        await event.wait()
+
+    def published(self, execution_id: str, events: Sequence[Event], first_seq: int) -> None:
+        for subscriber in self.subscribers:
+            subscriber(execution_id, events)
+        if self.bus is not None:
+            self.bus.publish(execution_id, events, first_seq)
+
+    def store_failed(self, execution_id: str, error: BaseException) -> None:
+        """The store refused a write of this execution (e.g. a full disk): nothing of it
+        was acknowledged; try the execution again (a replay) once the store accepts writes.
+        """
+        log.error("execution %s stopped, retried later: %s", execution_id, error)
+        self._stalled.add(execution_id)
+        if not self._retrying_stalled and not self.closing and self._nursery is not None:
+            self._retrying_stalled = True
+            self._nursery.start_soon(self._retry_stalled)
+
+    async def _retry_stalled(self) -> None:
+        delay = self.parts.settings.store_retry_seconds
+        try:
+            while self._stalled and not self.closing:
+                await trio.sleep(delay)
+                stalled, self._stalled = self._stalled, set()
+                for eid in stalled:
+                    self.spawn(eid)
+                delay = min(delay * 2, 60.0)
+        finally:
+            self._retrying_stalled = False
+
+    async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None:
+        """A corrupt log: mark the execution failed (nothing replayed, nothing repaired)."""
+        info = {"type": "durably.CorruptRecordError", "message": str(error), "traceback": ""}
+        quarantined = attrs.evolve(
+            record,
+            status="failed",
+            error=info,
+            reason="quarantined: its log is corrupt; restore the store from a backup",
+            updated_ms=self.parts.clock.now_ms(),
+            timer=None,
+        )
+        await self.parts.committer.commit([PutExecution(quarantined)])
+        self.finished(record.id, "failed")
+
+    def first_signal(self, execution_id: str, name: str) -> Any:
+        return first_signal(self.parts.store, execution_id, name)
