@@ -38,6 +38,11 @@ from .core._schedule import (
     Schedule as Schedule,
     ScheduleStatus as ScheduleStatus,
 )
+from .core._steps import (
+    ExecutionDetail as ExecutionDetail,
+    ExecutionPage as ExecutionPage,
+    StepView as StepView,
+)
 from .core._types import (
     Execution as Execution,
     Received as Received,
@@ -50,20 +55,12 @@ from .core._types import (
 )
 from .core._workflow import WorkflowDefinition as WorkflowDefinition, workflow as workflow
 from .remote._client import Client as Client
+from .runtime._branching import Branch as Branch
 from .runtime._bus import Emission as Emission, Subscription as Subscription
 from .runtime._clock import Clock as Clock
-from .runtime._context import (
-    Branch as Branch,
-    Context as Context,
-    StepInfo as StepInfo,
-    current_step as current_step,
-)
-from .runtime._operator import (
-    ExecutionDetail as ExecutionDetail,
-    ExecutionPage as ExecutionPage,
-    Operator as Operator,
-    StepView as StepView,
-)
+from .runtime._context import Context as Context
+from .runtime._operator import Operator as Operator
+from .runtime._primitive import StepInfo as StepInfo, current_step as current_step
 from .runtime._supervisor import RecoveryReport as RecoveryReport
 
 __version__ = "0.1.0"

@@ -38,7 +38,7 @@ from .runtime._commit import CommitStatistics, Committer
 from .runtime._describe import describe
 from .runtime._gateway import Gateway, exit_nursery
 from .runtime._operator import Operator
-from .runtime._ports import Parts, Settings
+from .runtime._ports import Parts, ScheduleHost, Settings
 from .runtime._scheduler import Scheduler
 from .runtime._schedules import ScheduleManager
 from .runtime._supervisor import RecoveryReport, Supervisor
@@ -131,7 +131,9 @@ class Engine(Gateway):
         self._parts = Parts(
             self.store, self._committer, scheduler, self.clock, self._settings, self._registry
         )
-        self._schedules = ScheduleManager(self)
+        self._schedules = ScheduleManager(
+            ScheduleHost(self._parts, self._start, lambda: self._closing)
+        )
         supervisor = Supervisor(self._parts, self._schedules.due)
         supervisor.bus = self._bus
         self._supervisor, self._scheduler = supervisor, scheduler
@@ -187,13 +189,8 @@ class Engine(Gateway):
         self._running = False
 
     @property
-    def closing(self) -> bool:
-        """True once the engine has begun to stop (the schedule runner's port)."""
+    def _closing(self) -> bool:
         return self._supervisor is None or self._supervisor.closing
-
-    @property
-    def parts(self) -> Parts:
-        return self._parts
 
     # --- the Gateway's hooks: a worker tells its own supervisor ---
 

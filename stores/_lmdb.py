@@ -16,7 +16,6 @@ Facts this module is built on (measured on this kind of machine, see docs/archit
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ from durably.core._errors import (
 
 from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
 from . import _layout
+from ._flock import holder, try_lock
 
 _MIB = 1 << 20
 #: Free space under which an I/O error at commit is reported as a full disk.
@@ -293,20 +293,10 @@ class LmdbStore:
 
 
 def _take_worker_lock(path: Path) -> IO[str]:
-    lock_path = path / "worker.lock"
-    handle = open(lock_path, "a+")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
+    handle = try_lock(path)
+    if handle is None:
         raise StoreLockedError(
-            f"the store at {path} is held by another worker (pid {holder}); run one worker "
-            "per store, and open clients with durably.Client(path) (or lock=False)"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+            f"the store at {path} is held by another worker (pid {holder(path)}); run one "
+            "worker per store, and open clients with durably.Client(path) (or lock=False)"
+        )
     return handle

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import typing
+import weakref
 from collections.abc import Callable
+from types import FunctionType, MethodType
 from typing import Any
 
 import orjson
@@ -56,9 +58,24 @@ def shape(value: Any, where: Where) -> Any:
 
 
 def load(data: Any, tp: Any, where: Where) -> Any:
-    """Restore a JSON-shaped value to type ``tp`` (``Any`` returns it as it is)."""
-    if tp is Any or (type(data) in _STABLE and tp in _STABLE_TYPES):
+    """Restore a JSON-shaped value to type ``tp`` (``Any`` returns it as it is).
+
+    A ``str``, ``int`` or ``bool`` annotation takes only a value of that type (a bool for
+    ``int`` too, as ``bool`` is an ``int`` and is stored as JSON true/false): cattrs would
+    call the type instead, turning ``None`` into ``"None"`` and ``1.5`` into ``1``.
+    """
+    if tp is Any:
         return data
+    if tp is str or tp is int or tp is bool:  # the hot path: every replayed scalar step
+        kind = type(data)
+        if kind is tp or (kind is bool and tp is int):
+            return data
+        raise PayloadError(
+            f"{_said(where)}: the stored value does not fit {tp.__name__} (it is a value of "
+            f"type {kind.__name__}); store a value of type {tp.__name__} or change the "
+            "annotation, and if the type changed under a running execution, ship a new "
+            "workflow version"
+        )
     if tp is None or tp is type(None):  # get_type_hints turns a None annotation to NoneType
         if data is None:
             return None
@@ -72,9 +89,6 @@ def load(data: Any, tp: Any, where: Where) -> Any:
             f"{_said(where)}: the stored value does not fit {_type_name(tp)} ({exc}); if the type "
             "changed under a running execution, ship a new workflow version"
         ) from None
-
-
-_STABLE_TYPES = frozenset((str, int, bool))
 
 
 def roundtrip(value: Any, tp: Any, where: Where) -> tuple[Any, Any]:
@@ -92,9 +106,64 @@ def check(value: Any, tp: Any, where: Where) -> Any:
     return shaped
 
 
-@functools.cache
+# ``return_type``'s cache, by identity: ``id(key) -> (weak ref to key, weak ref to the
+# callable last read under that key, its return type)``. The key is a function's code
+# object, or the callable itself when it is not a plain function (anything weakly
+# referable, hashable or not; anything else is read on every call). A dead key takes its
+# entry with it, so the cache holds at most one entry per live step definition.
+#
+# Why the code object: a lambda or closure made per run is a new function each time, but
+# all of them share the one code object compiled with the module, so keying on the function
+# would grow by one entry per run. Functions sharing code can still read differently: the
+# annotations are evaluated (or, as strings, resolved in the module's globals) per ``def``,
+# so ``def make(tp): def step() -> tp`` gives one code and many types, and one code can be
+# exec'd into several namespaces, or be a ``functools.wraps`` wrapper shared by many steps.
+# ``get_type_hints`` of a function depends only on its ``__annotations__`` and on the
+# globals of what it wraps, so a hit needs the very function last read, or one with equal
+# annotations and the same globals. (As with any cache, mutating a function's annotations
+# after its first step is not seen.)
+_return_types: dict[int, tuple[weakref.ref[Any], weakref.ref[Any], Any]] = {}
+
+
 def return_type(fn: Callable[..., Any]) -> Any:
     """The annotated return type of ``fn`` (``Any`` if it has none or it cannot be read)."""
+    func: Any = fn.__func__ if type(fn) is MethodType else fn  # a method is new per access
+    key = func.__code__ if type(func) is FunctionType else func
+    entry = _return_types.get(id(key))
+    if entry is not None and entry[0]() is key:
+        last = entry[1]()
+        if last is func or (last is not None and key is not func and _reads_alike(last, func)):
+            return entry[2]
+    tp = _read_return_type(fn)
+    try:
+        key_ref = weakref.ref(key, functools.partial(_forget, id(key)))
+    except TypeError:  # not weakly referable: read on every call
+        return tp
+    _return_types[id(key)] = (key_ref, key_ref if key is func else weakref.ref(func), tp)
+    return tp
+
+
+def _forget(key_id: int, key_ref: weakref.ref[Any]) -> None:
+    entry = _return_types.get(key_id)
+    if entry is not None and entry[0] is key_ref:
+        _return_types.pop(key_id, None)
+
+
+def _reads_alike(a: Any, b: Any) -> bool:
+    """Whether ``get_type_hints`` reads the same from functions ``a`` and ``b``."""
+    try:
+        return bool(a.__annotations__ == b.__annotations__) and _globals(a) is _globals(b)
+    except Exception:  # an annotation with an odd __eq__: read it again
+        return False
+
+
+def _globals(fn: Any) -> Any:
+    while hasattr(fn, "__wrapped__"):  # as get_type_hints finds the globals to resolve in
+        fn = fn.__wrapped__
+    return getattr(fn, "__globals__", None)
+
+
+def _read_return_type(fn: Callable[..., Any]) -> Any:
     try:
         hints = typing.get_type_hints(fn)
     except Exception:

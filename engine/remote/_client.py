@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from durably.stores import ExecutionRecord, LmdbStore, Store
+from durably.stores._flock import try_lock
 
 from ..core._audit import AuditEntry, audit_trail
 from ..core._errors import ConfigurationError
@@ -27,7 +28,7 @@ from ..runtime._clock import Clock
 from ..runtime._commit import Committer
 from ..runtime._gateway import Gateway, exit_nursery
 from ..runtime._operator import Operator
-from ..runtime._ports import Parts, Settings
+from ..runtime._ports import Parts, ScheduleHost, Settings
 from ..runtime._scheduler import Scheduler
 from ..runtime._schedules import ScheduleManager
 from . import _wire
@@ -67,10 +68,10 @@ class Client(Gateway):
         # A scheduler that never runs: the local fallback of a schedule call (no worker
         # holds the store) writes its timer to the index, where the worker finds it.
         scheduler = Scheduler(self.store, self.clock, lambda *a: None)
-        self.parts = Parts(
+        parts = Parts(
             self.store, self._committer, scheduler, self.clock, self._settings, self._registry
         )
-        self._schedules = ScheduleManager(self)
+        self._schedules = ScheduleManager(ScheduleHost(parts, self._start, lambda: False))
         store_path = getattr(self.store, "path", None)
         self._channel = ClientChannel(
             None if store_path is None else _wire.worker_socket_path(store_path)
@@ -107,9 +108,6 @@ class Client(Gateway):
             if self._owns_store:
                 self.store.close()
 
-    #: Never true of a client; the schedule runner's port asks.
-    closing = False
-
     # --- the Gateway's hooks: a client hints the worker ---
 
     def _started(self, record: ExecutionRecord, first: Event) -> None:
@@ -134,7 +132,7 @@ class Client(Gateway):
         the store's worker, or here when no worker holds the store (its lock is held
         meanwhile, so none starts)."""
         store_path = getattr(self.store, "path", None)
-        lock = None if store_path is None else _wire.try_worker_lock(Path(store_path))
+        lock = None if store_path is None else try_lock(Path(store_path))
         if store_path is None or lock is not None:
             try:
                 return await local()

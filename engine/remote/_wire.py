@@ -15,13 +15,12 @@ Rules of this module:
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import secrets
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import trio
@@ -64,17 +63,6 @@ async def send(sock: trio.socket.SocketType, path: str, message: dict[str, Any])
             return False
         raise
     return False  # the worker's queue stayed full for a second: it will poll
-
-
-def try_worker_lock(store_path: Path) -> IO[str] | None:
-    """Take the store's worker lock if no worker holds it (close the file to release)."""
-    handle = open(Path(store_path) / "worker.lock", "a+")
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 async def receive(sock: trio.socket.SocketType) -> dict[str, Any] | None:

@@ -17,17 +17,12 @@ status again (the operator's resume left the record ``running``).
 
 from __future__ import annotations
 
-import inspect
 import random as _random
 import uuid as _uuid
-import warnings
-from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from types import CoroutineType
 from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
-import attrs
 import trio
 
 from durably.stores import AddTimer, RemoveTimer, Timer
@@ -35,54 +30,31 @@ from durably.stores import AddTimer, RemoveTimer, Timer
 from ..core import _codec, _decide as decide
 from ..core._errors import (
     ConfigurationError,
-    DurablyError,
-    NonDeterminismError,
     SignalTimeoutError,
     StepError,
 )
 from ..core._events import (
-    CompensationCompleted,
-    CompensationFailed,
     Emitted,
-    Event,
     Noted,
     SignalReceived,
     SignalTimedOut,
     SignalWaiting,
     StepCompleted,
     StepRetrying,
-    SwitchEvaluated,
     ValueRecorded,
 )
 from ..core._history import error_info
 from ..core._retry import Retry
 from ..core._status import Wait, record_changes, wait_of
 from ..core._types import Received, Signal, TimedOut, from_ms
-from ._ports import ExecutionPort, first_signal
+from ._branching import Branching
+from ._ports import first_signal
+from ._primitive import _awaitable, _call_with_timeout, _current_step, _where
 
 T = TypeVar("T")
 
 #: The record after a wait is over: running, waiting for nothing.
 _WAIT_OVER: dict[str, Any] = {"status": "running", "waiting_signal": None, "timer": None}
-
-
-@attrs.frozen
-class StepInfo:
-    """What a running step body can learn about itself (``durably.current_step()``).
-
-    ``idempotency_key`` is stable across re-runs of the same step of the same execution:
-    pass it to the systems a step calls, so that a re-run after a crash (a step runs at
-    least once) is recognised by them.
-    """
-
-    execution_id: str
-    step_id: str
-    attempt: int
-
-    @property
-    def idempotency_key(self) -> str:
-        """``"<execution id>:<step id>"``: the same on every run of this step."""
-        return f"{self.execution_id}:{self.step_id}"
 
 
 class EntropySource(Protocol):
@@ -103,107 +75,9 @@ class _SystemEntropy:
 #: a seeded source while it checks replay. Recorded values never come from here again.
 entropy: EntropySource = _SystemEntropy()
 
-#: ``(execution id, step id, attempt)`` of the step body running in this task: a tuple,
-#: not a ``StepInfo``, because every step sets it and few bodies ask.
-_current_step: ContextVar[tuple[str, str, int] | None] = ContextVar(
-    "durably_current_step", default=None
-)
 
-
-def current_step() -> StepInfo | None:
-    """The step whose body is running in this task, or ``None`` outside a step body."""
-    info = _current_step.get()
-    return None if info is None else StepInfo(*info)
-
-
-@attrs.frozen
-class Branch:
-    """One arm of ``ctx.switch``: ``match(value)`` chooses it, ``run(value)`` is its work."""
-
-    id: str
-    run: Callable[[Any], Any]
-    match: Callable[[Any], bool] | None = None
-
-
-class _CompensationFailure(BaseException):
-    """Internal: a compensation failed; the execution ends COMPENSATION_FAILED.
-
-    A ``BaseException`` so that workflow code's ``except Exception`` cannot swallow it.
-    """
-
-    def __init__(self, error: dict[str, Any]) -> None:
-        self.error = error
-        super().__init__(error.get("message", ""))
-
-
-class Context:
+class Context(Branching):
     """The handle a workflow uses for everything durable. One per run of an execution."""
-
-    def __init__(self, actor: ExecutionPort) -> None:
-        self._actor = actor
-        # Made on first use: most runs derive no step ids and register no compensations,
-        # and every waiting live execution holds its Context.
-        self._counters: dict[str, int] | None = None
-        self._compensations: list[tuple[str, Callable[[Any], Any], Any]] | None = None
-        self._busy = False
-
-    # --- identity ---
-
-    @property
-    def execution_id(self) -> str:
-        """The id of the execution this run belongs to."""
-        return self._actor.execution_id
-
-    @property
-    def workflow(self) -> str:
-        """The workflow's registered name."""
-        return self._actor.record.workflow
-
-    @property
-    def attempt(self) -> int:
-        """1 on the first run; incremented each time an operator retries the execution."""
-        return self._actor.record.attempt
-
-    @property
-    def replaying(self) -> bool:
-        """True while the run is answered from the log (useful to silence logging)."""
-        return self._actor.replayer.replaying
-
-    # --- helpers ---
-
-    def _step_id(self, step_id: str | None, kind: str, explicit_required: bool) -> str:
-        if step_id is not None:
-            if not isinstance(step_id, str) or not step_id or "\x00" in step_id:
-                raise ConfigurationError("a step id must be a non-empty string without NUL")
-            return step_id
-        if self._counters is None:
-            self._counters = {}
-        count = self._counters.get(kind, 0) + 1
-        self._counters[kind] = count
-        if explicit_required:
-            policy = self._actor.parts.settings.implicit_step_ids
-            message = (
-                f"{kind} without step_id= in workflow {self.workflow!r}: its id is derived "
-                "from call order, so adding or moving such a call breaks running executions"
-            )
-            if policy == "error":
-                raise ConfigurationError(message + "; pass step_id=")
-            if policy == "warn":
-                warnings.warn(message, stacklevel=3)
-        return f"__{kind}:{count}"
-
-    def _compensate_later(self, sid: str, undo: Callable[[Any], Any], value: Any) -> None:
-        if self._compensations is None:
-            self._compensations = []
-        self._compensations.append((sid, undo, value))
-
-    def _enter(self) -> None:
-        if self._busy:
-            raise DurablyError(
-                "durable calls of one execution must not run concurrently (the log's order "
-                "is the contract): await each ctx call before the next"
-            )
-        self._busy = True
 
     # --- step ---
 
@@ -526,161 +400,6 @@ class Context:
         finally:
             self._busy = False
 
-    async def switch(
-        self,
-        step_id: str,
-        value: Any,
-        branches: Sequence[Branch],
-        *,
-        default: Branch | None = None,
-    ) -> Any:
-        """Choose the first branch whose ``match(value)`` is true and run it, durably.
-
-        The chosen branch id and its result are recorded; a replay returns the recorded
-        result without evaluating matchers. No match and no default raises.
-        """
-        sid = self._step_id(step_id, "switch", False)
-        ids = [b.id for b in branches] + ([default.id] if default else [])
-        if len(set(ids)) != len(ids):
-            raise ConfigurationError(f"switch {sid!r}: branch ids must be unique, got {ids}")
-        unmatched = [b.id for b in branches if b.match is None]
-        if unmatched:
-            raise ConfigurationError(
-                f"switch {sid!r}: branches {unmatched} have no match=; only the default "
-                "branch may go without one"
-            )
-        self._enter()
-        try:
-            actor = self._actor
-            by_id = {b.id: b for b in branches}
-            if default is not None:
-                by_id[default.id] = default
-            recorded = actor.replayer.issue(sid, "switch")
-            if recorded is not None:
-                event = recorded[0]
-                assert isinstance(event, SwitchEvaluated)
-                branch = by_id.get(event.branch_id)
-                if branch is None:
-                    raise NonDeterminismError(
-                        f"execution {actor.execution_id}: switch {sid!r} recorded branch "
-                        f"{event.branch_id!r}, which the code no longer has ({sorted(by_id)})",
-                        execution_id=actor.execution_id,
-                        step_id=sid,
-                        recorded=event.branch_id,
-                        attempted=",".join(sorted(by_id)),
-                    )
-                return _codec.load(event.result, _codec.return_type(branch.run), sid)
-            chosen = next((b for b in branches if b.match is not None and b.match(value)), None)
-            if chosen is None:
-                chosen = default
-            if chosen is None:
-                raise DurablyError(
-                    f"switch {sid!r}: no branch matched {value!r} and there is no default; "
-                    "add default=durably.Branch(...)"
-                )
-            await actor.caught_up()
-            started = trio.current_time()
-            result = await _call(chosen.run, (value,))
-            shaped, result = _codec.roundtrip(
-                result, _codec.return_type(chosen.run), f"switch {sid!r}"
-            )
-            await actor.append(
-                SwitchEvaluated(
-                    at=actor.parts.clock.now_ms(),
-                    step_id=sid,
-                    branch_id=chosen.id,
-                    result=shaped,
-                    duration_ms=(trio.current_time() - started) * 1000,
-                ),
-                sid,
-            )
-            return result
-        finally:
-            self._busy = False
-
-    # --- compensation ---
-
-    async def rollback(self) -> None:
-        """Run the registered compensations in reverse order, each recorded once.
-
-        A compensation that raises ends the execution ``COMPENSATION_FAILED`` with the error
-        recorded; ``operator.retry_rollback`` runs the failed ones again.
-        """
-        self._enter()
-        try:
-            actor = self._actor
-            while self._compensations:
-                step, undo, value = self._compensations.pop()
-                sid = f"rollback:{step}"
-                recorded = actor.replayer.issue(sid, "compensate")
-                if recorded is not None:
-                    last = recorded[-1]
-                    if isinstance(last, CompensationCompleted):
-                        continue
-                    assert isinstance(last, CompensationFailed)
-                    if last.round >= actor.rollback_round:
-                        raise _CompensationFailure(last.error)
-                    # An operator asked for the rollback again: this one runs again.
-                await actor.caught_up()
-                started = trio.current_time()
-                try:
-                    await _call(undo, (value,))
-                except Exception as exc:
-                    info = error_info(exc)
-                    await actor.append(
-                        CompensationFailed(
-                            at=actor.parts.clock.now_ms(),
-                            step_id=sid,
-                            error=info,
-                            round=actor.rollback_round,
-                        ),
-                        sid,
-                    )
-                    raise _CompensationFailure(info) from exc
-                await actor.append(
-                    CompensationCompleted(
-                        at=actor.parts.clock.now_ms(),
-                        step_id=sid,
-                        duration_ms=(trio.current_time() - started) * 1000,
-                    ),
-                    sid,
-                )
-        finally:
-            self._busy = False
-
-
-async def _call_with_timeout(
-    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, sid: str
-) -> Any:
-    if timeout is None:
-        return await _call(fn, args)
-    with trio.move_on_after(timeout) as scope:
-        return await _call(fn, args)
-    # Only our own scope's expiry lands here; an outer cancellation propagates.
-    assert scope.cancelled_caught
-    raise TimeoutError(f"step {sid!r} timed out after {timeout} s (its body was cancelled)")
-
-
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    value = fn(*args)
-    if _awaitable(value):
-        value = await value
-    return value
-
-
-#: Types that are never awaitable: ``inspect.isawaitable`` (an ABC check) is skipped for
-#: them, on the path of every step.
-_PLAIN = frozenset((int, str, float, bool, type(None), dict, list, tuple, bytes))
-
-
-def _awaitable(value: Any) -> bool:
-    kind = type(value)
-    return kind is CoroutineType or (kind not in _PLAIN and inspect.isawaitable(value))
-
-
-def _where(actor: ExecutionPort, sid: str) -> str:
-    return f"step {sid!r} of execution {actor.execution_id}"
-
 
 def _signal_result(shape: str, payload: Any) -> Any:
     return payload if shape == "plain" else Received(payload)
@@ -692,4 +411,4 @@ def _timed_out(shape: str, name: str, sid: str) -> Any:
     return TimedOut()
 
 
-__all__ = ["Branch", "Context", "Event", "StepInfo", "current_step"]
+__all__ = ["Context"]

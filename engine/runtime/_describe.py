@@ -21,7 +21,8 @@ from ..core._flow import FlowNode, FlowShape
 from ..core._retry import Retry
 from ..core._types import Signal, TimedOut
 from ..core._workflow import WorkflowDefinition
-from ._context import Branch, Context
+from ._branching import Branch
+from ._context import Context
 
 T = TypeVar("T")
 

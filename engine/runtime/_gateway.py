@@ -171,13 +171,22 @@ class Gateway:
         input: I | None = None,
         *,
         idempotency_key: str | None = None,
-        _schedule_id: str | None = None,
     ) -> str:
         """Start an execution; return its id once the start is durable.
 
         With ``idempotency_key``, starting the same workflow with the same key again
         returns the first execution's id (the first input wins) and starts nothing.
         """
+        return await self._start(workflow, input, idempotency_key=idempotency_key, schedule_id=None)
+
+    async def _start(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        *,
+        idempotency_key: str | None,
+        schedule_id: str | None,
+    ) -> str:
         self._check_running()
         definition = self._registry.resolve(workflow)
         if idempotency_key is not None:
@@ -198,7 +207,7 @@ class Gateway:
             created_ms=now,
             updated_ms=now,
             idempotency_key=idempotency_key,
-            schedule_id=_schedule_id,
+            schedule_id=schedule_id,
         )
         first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
         started = encode(first)

@@ -22,10 +22,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
 from durably.stores import (
@@ -45,79 +43,25 @@ from ..core import _codec
 from ..core._audit import AuditEntry, audit_trail
 from ..core._errors import ConfigurationError, OperatorError, UnknownExecutionError
 from ..core._events import (
-    CompensationCompleted,
-    CompensationFailed,
-    Emitted,
     Event,
     ExecutionCancelled,
     ExecutionFailed,
     ExecutionResumed,
-    Noted,
     OperatorActed,
-    SignalReceived,
-    SignalTimedOut,
-    SignalWaiting,
-    StepCompleted,
     StepFailed,
     StepRetrying,
     StepSkipped,
-    SwitchEvaluated,
-    TimerFired,
-    TimerStarted,
-    ValueRecorded,
     decode_all,
     encode,
 )
 from ..core._history import TIMEOUT_TIMER, due_after, history_facts, timeout_timer
-from ..core._status import RUNNING, TERMINAL, wait_of
-from ..core._types import Execution, Status, from_ms
+from ..core._repair import Change, ended_record, require, resumed_record
+from ..core._status import TERMINAL
+from ..core._steps import ExecutionDetail, ExecutionPage, last_event, steps_of
+from ..core._types import Execution, Status
 
 if TYPE_CHECKING:
     from ._ports import OperatorHost
-
-
-@attrs.frozen
-class ExecutionPage:
-    """One page of ``list_executions``; pass ``next_after`` as ``after=`` for the next."""
-
-    items: list[Execution]
-    next_after: str | None
-
-
-@attrs.frozen
-class StepView:
-    """One recorded command of an execution, as its log tells it.
-
-    ``kind`` is the command (``step``, ``sleep``, ``signal``, ``emit``, ``note``,
-    ``switch``, ``compensate``, ``value``); ``status`` where it stands (``completed``,
-    ``failed``, ``retrying``, ``skipped``, ``waiting``, ``timed_out``); ``result`` the
-    recorded value (a step's result, a signal's payload, a switch's result). Internal
-    commands have ids starting with ``__`` or ``rollback:``.
-    """
-
-    step_id: str
-    kind: str
-    status: str
-    attempts: int
-    result: Any
-    error: dict[str, Any] | None
-    duration_ms: float | None
-    started_at: datetime
-    updated_at: datetime
-    branch_id: str | None = None
-
-    @property
-    def internal(self) -> bool:
-        return self.step_id.startswith(("__", "rollback:"))
-
-
-@attrs.frozen
-class ExecutionDetail:
-    """What ``get_execution_detail`` returns: the record, its steps and its audit trail."""
-
-    execution: Execution
-    steps: list[StepView]
-    audit: list[AuditEntry]
 
 
 class Operator:
@@ -188,10 +132,10 @@ class Operator:
         with a ``NonDeterminismError``.
         """
 
-        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
-            _require(record, ("failed",), "retry", "only a failed execution can be retried")
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> Change:
+            require(record, ("failed",), "retry", "only a failed execution can be retried")
             attempt = record.attempt + 1
-            return _Change(
+            return Change(
                 [
                     OperatorActed(at=now, action="retry", by=by, reason=reason),
                     ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason),
@@ -210,14 +154,14 @@ class Operator:
         after it) run.
         """
 
-        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
-            _require(
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> Change:
+            require(
                 record,
                 ("compensation_failed",),
                 "retry_rollback",
                 "only an execution whose compensation failed can retry its rollback",
             )
-            return _Change(
+            return Change(
                 [OperatorActed(at=now, action="retry_rollback", by=by, reason=reason)],
                 *self._resumed(record, events, now, attempt=record.attempt),
             )
@@ -232,17 +176,17 @@ class Operator:
         No compensation runs (use ``ctx.rollback`` in the workflow for that).
         """
 
-        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
-            _require(
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> Change:
+            require(
                 record, ACTIVE_STATUSES, "cancel", "only an unfinished execution can be cancelled"
             )
             why = reason or "cancelled by an operator"
-            return _Change(
+            return Change(
                 [
                     OperatorActed(at=now, action="cancel", by=by, reason=reason),
                     ExecutionCancelled(at=now, reason=why, by=by),
                 ],
-                _ended(record, now, "cancelled", reason=why),
+                ended_record(record, now, "cancelled", reason=why),
                 self._timers(record, events),
             )
 
@@ -258,20 +202,20 @@ class Operator:
         if not reason:
             raise ConfigurationError("force_fail needs a reason: it is recorded as the error")
 
-        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
-            _require(
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> Change:
+            require(
                 record,
                 (*ACTIVE_STATUSES, "compensation_failed"),
                 "force_fail",
                 "only an unfinished or compensation_failed execution can be force-failed",
             )
             error = {"type": "durably.ForcedFailure", "message": reason, "traceback": ""}
-            return _Change(
+            return Change(
                 [
                     OperatorActed(at=now, action="force_fail", by=by, reason=reason),
                     ExecutionFailed(at=now, error=error),
                 ],
-                _ended(
+                ended_record(
                     record, now, "failed", reason=f"failed by an operator: {reason}", error=error
                 ),
                 self._timers(record, events),
@@ -297,14 +241,14 @@ class Operator:
         """
         shaped = _codec.shape(result, f"skip_step result for {step_id!r}")
 
-        def act(record: ExecutionRecord, events: list[Event], now: int) -> _Change:
-            _require(
+        def act(record: ExecutionRecord, events: list[Event], now: int) -> Change:
+            require(
                 record,
                 ("failed", "retrying"),
                 "skip_step",
                 "a step can be skipped in a failed execution or one waiting for a retry",
             )
-            last = _last_event(events, step_id)
+            last = last_event(events, step_id)
             if not isinstance(last, StepFailed | StepRetrying):
                 got = "not in the log" if last is None else f"last recorded {last.tag!r}"
                 raise OperatorError(
@@ -323,12 +267,14 @@ class Operator:
                 attempt = record.attempt + 1
                 resumed = ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason)
                 after = [*events, skipped]
-                return _Change(
+                return Change(
                     [acted, skipped, resumed], *self._resumed(record, after, now, attempt=attempt)
                 )
             ops = self._timers(record, events, timeout=False)
-            running, _ = _resumed(record, [skipped], now, attempt=record.attempt, restore=False)
-            return _Change([acted, skipped], running, ops)
+            running, _ = resumed_record(
+                record, [skipped], now, attempt=record.attempt, restore=False
+            )
+            return Change([acted, skipped], running, ops)
 
         return await self._act(execution_id, act)
 
@@ -381,18 +327,19 @@ class Operator:
     ) -> tuple[ExecutionRecord, list[Op]]:
         """A resumed record; with an engine, its wait and its new workflow timeout armed."""
         engine = self._engine
-        resumed, ops = _resumed(record, events, now, attempt=attempt, restore=engine is not None)
+        restore = engine is not None
+        record, ops = resumed_record(record, events, now, attempt=attempt, restore=restore)
         definition = None if engine is None else engine.parts.registry.get(record.workflow)
         if definition is not None and definition.timeout is not None:
             # The attempt starts now: the same deadline the actor computes from the log.
             due = due_after(now, definition.timeout)
             ops.append(AddTimer(Timer(due, record.id, TIMEOUT_TIMER)))
-        return resumed, ops
+        return record, ops
 
     async def _act(
         self,
         execution_id: str,
-        act: Callable[[ExecutionRecord, list[Event], int], _Change],
+        act: Callable[[ExecutionRecord, list[Event], int], Change],
     ) -> Execution:
         self._record(execution_id)  # unknown ids fail before anything is held
         async with self._lock, self._hold(execution_id):
@@ -421,7 +368,7 @@ class Operator:
         else:
             await trio.to_thread.run_sync(store.apply, ops)
 
-    def _after_commit(self, change: _Change, ops: list[Op], first_seq: int) -> None:
+    def _after_commit(self, change: Change, ops: list[Op], first_seq: int) -> None:
         engine = self._engine
         if engine is None:
             return
@@ -471,143 +418,3 @@ class Operator:
             if requests or runs:
                 cancel = next((c for c in requests if c is not None), None)
                 engine.spawn(execution_id, cancel=cancel)
-
-
-@attrs.frozen
-class _Change:
-    events: list[Event]
-    record: ExecutionRecord
-    ops: list[Op] = attrs.field(factory=list)
-
-
-def _require(record: ExecutionRecord, allowed: tuple[str, ...], action: str, why: str) -> None:
-    if record.status not in allowed:
-        raise OperatorError(
-            f"{action}: execution {record.id} is {record.status}; {why} "
-            f"(allowed: {', '.join(allowed)}). Nothing was changed."
-        )
-
-
-def _resumed(
-    record: ExecutionRecord,
-    events: list[Event],
-    now: int,
-    *,
-    attempt: int,
-    restore: bool,
-) -> tuple[ExecutionRecord, list[Op]]:
-    """The record of an execution that runs again, and the ops that re-arm its wait.
-
-    With ``restore``, an execution stopped while it waited (force-failed during a sleep,
-    a signal wait or a retry's backoff) is recorded as waiting there again, with its
-    timer back in the index: it stays parked until its signal or timer wakes it, as it
-    was. Without (no engine at hand), it is left ``running``: an engine's recovery
-    replays it, and the replay restores the wait in the record itself.
-    """
-    last = next((e for e in reversed(events) if getattr(e, "step_id", None)), None)
-    wait = wait_of(last) if restore else RUNNING
-    status, waiting, timer = wait.status, wait.signal, wait.timer
-    ops: list[Op] = []
-    if timer is not None:
-        ops.append(AddTimer(Timer(timer[0], record.id, timer[1])))
-    resumed = attrs.evolve(
-        record,
-        status=status,
-        attempt=attempt,
-        error=None,
-        result=None,
-        reason=None,
-        recoveries=0,
-        timer=timer,
-        waiting_signal=waiting,
-        updated_ms=now,
-    )
-    return resumed, ops
-
-
-def _ended(
-    record: ExecutionRecord,
-    now: int,
-    status: str,
-    *,
-    reason: str,
-    error: dict[str, Any] | None = None,
-) -> ExecutionRecord:
-    return attrs.evolve(
-        record,
-        status=status,
-        reason=reason,
-        error=error,
-        timer=None,
-        waiting_signal=None,
-        updated_ms=now,
-    )
-
-
-def _last_event(events: list[Event], step_id: str) -> Event | None:
-    for event in reversed(events):
-        if getattr(event, "step_id", None) == step_id:
-            return event
-    return None
-
-
-def steps_of(events: list[Event]) -> list[StepView]:
-    """The recorded commands of a log, in the order they were first recorded."""
-    groups: dict[str, list[Event]] = {}
-    for event in events:
-        step_id = getattr(event, "step_id", None)
-        if step_id is not None:
-            groups.setdefault(step_id, []).append(event)
-    return [_view(step_id, group) for step_id, group in groups.items()]
-
-
-def _view(step_id: str, group: list[Event]) -> StepView:
-    first, last = group[0], group[-1]
-    kind = first.command or "?"
-    result: Any = None
-    error: dict[str, Any] | None = None
-    duration: float | None = None
-    branch: str | None = None
-    status = "completed"
-    attempts = sum(1 for e in group if isinstance(e, StepCompleted | StepFailed | StepRetrying))
-    match last:
-        case StepCompleted():
-            result, duration = last.result, last.duration_ms
-        case StepSkipped():
-            status, result = "skipped", last.result
-        case StepFailed():
-            status, error, duration = "failed", last.error, last.duration_ms
-        case StepRetrying():
-            status, error, duration = "retrying", last.error, last.duration_ms
-        case TimerStarted() | SignalWaiting():
-            status = "waiting"
-        case TimerFired():
-            pass
-        case SignalReceived():
-            result = last.payload
-        case SignalTimedOut():
-            status = "timed_out"
-        case ValueRecorded():
-            result = last.value
-        case Emitted():
-            result = last.payload
-        case Noted():
-            result = {"message": last.message, "meta": last.meta}
-        case SwitchEvaluated():
-            result, duration, branch = last.result, last.duration_ms, last.branch_id
-        case CompensationCompleted():
-            duration = last.duration_ms
-        case CompensationFailed():
-            status, error = "failed", last.error
-    return StepView(
-        step_id=step_id,
-        kind=kind,
-        status=status,
-        attempts=attempts,
-        result=result,
-        error=error,
-        duration_ms=duration,
-        started_at=from_ms(first.at),
-        updated_at=from_ms(last.at),
-        branch_id=branch,
-    )

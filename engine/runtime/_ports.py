@@ -5,7 +5,8 @@ Rules of this module:
 - A part receives what it uses, named here, and never a pointer to the engine: the
   execution actor sees an ``ActorHost`` (the supervisor), ``Context`` sees an
   ``ExecutionPort`` (its actor), the operator an ``OperatorHost``, the schedule runner a
-  ``ScheduleHost``. Each is a ``typing.Protocol``, so the import graph stays one-way: this
+  ``ScheduleHost`` (a record of three callables). Each is a ``typing.Protocol`` or a
+  record, so the import graph stays one-way: this
   module imports no other part of the runtime at run time.
 - ``Parts`` is the bundle every actor shares (the store, the commit actor, the scheduler,
   the clock, the settings and the registered workflows): data, not behaviour.
@@ -13,7 +14,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
@@ -192,20 +193,24 @@ class OperatorHost(Protocol):
     def published(self, execution_id: str, events: Sequence[Event], first_seq: int) -> None: ...
 
 
-class ScheduleHost(Protocol):
-    """What the schedule runner needs of its engine: start a run, know it is stopping."""
+class StartRun(Protocol):
+    """Start one run of a workflow for a schedule (the face's private start)."""
 
-    @property
-    def parts(self) -> Parts: ...
-
-    @property
-    def closing(self) -> bool: ...
-
-    async def start(
+    async def __call__(
         self,
         workflow: WorkflowDefinition[Any, Any] | str,
-        input: Any = None,
+        input: Any,
         *,
-        idempotency_key: str | None = None,
-        _schedule_id: str | None = None,
+        idempotency_key: str | None,
+        schedule_id: str | None,
     ) -> str: ...
+
+
+@attrs.frozen
+class ScheduleHost:
+    """What the schedule runner needs of its face: the parts, a way to start a run, and
+    whether the face is stopping. A record, so the face lends these three and no more."""
+
+    parts: Parts
+    start: StartRun
+    closing: Callable[[], bool]

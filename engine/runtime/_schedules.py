@@ -200,7 +200,7 @@ class ScheduleManager:
             try:
                 await self._fire(timer.owner[len(_OWNER) :], timer.due_ms)
             except DurablyError as exc:
-                if self.host.closing:
+                if self.host.closing():
                     return  # shutting down mid-fire: the next engine fires it again
                 # The timer stays in the index: the fire is retried by the next engine.
                 log.error("schedule %s: fire at %s failed: %s", timer.owner, timer.due_ms, exc)
@@ -245,7 +245,7 @@ class ScheduleManager:
                 changes["last_ms"] = fire_at
                 try:
                     eid = await self.host.start(
-                        record.workflow, record.input, idempotency_key=key, _schedule_id=sid
+                        record.workflow, record.input, idempotency_key=key, schedule_id=sid
                     )
                 except (PayloadError, UnknownWorkflowError) as exc:
                     changes["last_error"] = str(exc)

@@ -81,17 +81,22 @@ async def test_list_executions_pages_and_filters(
         waiting = [await engine.start(other) for _ in range(2)]
         await trio.sleep(1)
         op = engine.operator
-        seen: list[str] = []
-        page = await op.list_executions(limit=2)
-        while True:
-            seen += [e.id for e in page.items]
-            if page.next_after is None:
-                break
-            page = await op.list_executions(limit=2, after=page.next_after)
-        assert seen == sorted(done + waiting)
-        by_status = await op.list_executions(status="waiting")
-        assert [e.id for e in by_status.items] == sorted(waiting)
-        assert by_status.next_after is None
+
+        async def pages(limit: int, **filters: Any) -> list[list[str]]:
+            found: list[list[str]] = []
+            page = await op.list_executions(limit=limit, **filters)
+            while True:
+                found.append([e.id for e in page.items])
+                if page.next_after is None:
+                    return found
+                page = await op.list_executions(limit=limit, after=page.next_after, **filters)
+
+        everything = sorted(done + waiting)
+        # 7 executions by 2: three full pages and a last one, no empty page after it.
+        assert await pages(2) == [everything[i : i + 2] for i in range(0, 7, 2)]
+        # A last page that is exactly full is the last one too.
+        assert await pages(7) == [everything]
+        assert await pages(2, status="waiting") == [sorted(waiting)]
         by_workflow = await op.list_executions(workflow="job", status=durably.Status.COMPLETED)
         assert [e.id for e in by_workflow.items] == sorted(done)
         with pytest.raises(durably.ConfigurationError, match="unknown status 'nope'"):

@@ -24,11 +24,10 @@ from durably.testing import (
     DEFAULT_START,
     Delivery,
     ExecutionSnapshot,
-    _Observed,
-    _Run,
     restore_execution,
     snapshot_execution,
 )
+from durably.testing._run import _Observed, _Run
 
 from .programs import (
     PLANS,

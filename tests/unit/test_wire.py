@@ -15,9 +15,9 @@ from durably.remote._wire import (
     client_socket_path,
     receive,
     send,
-    try_worker_lock,
     worker_socket_path,
 )
+from durably.stores._flock import try_lock as try_worker_lock
 
 # --- socket paths ---
 

@@ -1,0 +1,168 @@
+"""What every durable primitive shares: the step-id rules, the one-call-at-a-time rule,
+calling user code, and what a running step body can learn about itself.
+
+``Context`` is assembled from this base and the primitives' halves (``_branching``, and
+``_context`` itself); each half sees its execution only through ``ExecutionPort``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from contextvars import ContextVar
+from types import CoroutineType
+from typing import Any
+
+import attrs
+import trio
+
+from ..core._errors import ConfigurationError, DurablyError
+from ._ports import ExecutionPort
+
+
+@attrs.frozen
+class StepInfo:
+    """What a running step body can learn about itself (``durably.current_step()``).
+
+    ``idempotency_key`` is stable across re-runs of the same step of the same execution:
+    pass it to the systems a step calls, so that a re-run after a crash (a step runs at
+    least once) is recognised by them.
+    """
+
+    execution_id: str
+    step_id: str
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """``"<execution id>:<step id>"``: the same on every run of this step."""
+        return f"{self.execution_id}:{self.step_id}"
+
+
+#: ``(execution id, step id, attempt)`` of the step body running in this task: a tuple,
+#: not a ``StepInfo``, because every step sets it and few bodies ask.
+_current_step: ContextVar[tuple[str, str, int] | None] = ContextVar(
+    "durably_current_step", default=None
+)
+
+
+def current_step() -> StepInfo | None:
+    """The step whose body is running in this task, or ``None`` outside a step body."""
+    info = _current_step.get()
+    return None if info is None else StepInfo(*info)
+
+
+class _CompensationFailure(BaseException):
+    """Internal: a compensation failed; the execution ends COMPENSATION_FAILED.
+
+    A ``BaseException`` so that workflow code's ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        self.error = error
+        super().__init__(error.get("message", ""))
+
+
+class ContextBase:
+    """What every primitive shares: the execution it belongs to, derived step ids, and
+    the rule that durable calls of one execution run one at a time."""
+
+    def __init__(self, actor: ExecutionPort) -> None:
+        self._actor = actor
+        # Made on first use: most runs derive no step ids and register no compensations,
+        # and every waiting live execution holds its Context.
+        self._counters: dict[str, int] | None = None
+        self._compensations: list[tuple[str, Callable[[Any], Any], Any]] | None = None
+        self._busy = False
+
+    # --- identity ---
+
+    @property
+    def execution_id(self) -> str:
+        """The id of the execution this run belongs to."""
+        return self._actor.execution_id
+
+    @property
+    def workflow(self) -> str:
+        """The workflow's registered name."""
+        return self._actor.record.workflow
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run; incremented each time an operator retries the execution."""
+        return self._actor.record.attempt
+
+    @property
+    def replaying(self) -> bool:
+        """True while the run is answered from the log (useful to silence logging)."""
+        return self._actor.replayer.replaying
+
+    # --- helpers ---
+
+    def _step_id(self, step_id: str | None, kind: str, explicit_required: bool) -> str:
+        if step_id is not None:
+            if not isinstance(step_id, str) or not step_id or "\x00" in step_id:
+                raise ConfigurationError("a step id must be a non-empty string without NUL")
+            return step_id
+        if self._counters is None:
+            self._counters = {}
+        count = self._counters.get(kind, 0) + 1
+        self._counters[kind] = count
+        if explicit_required:
+            policy = self._actor.parts.settings.implicit_step_ids
+            message = (
+                f"{kind} without step_id= in workflow {self.workflow!r}: its id is derived "
+                "from call order, so adding or moving such a call breaks running executions"
+            )
+            if policy == "error":
+                raise ConfigurationError(message + "; pass step_id=")
+            if policy == "warn":
+                warnings.warn(message, stacklevel=3)
+        return f"__{kind}:{count}"
+
+    def _compensate_later(self, sid: str, undo: Callable[[Any], Any], value: Any) -> None:
+        if self._compensations is None:
+            self._compensations = []
+        self._compensations.append((sid, undo, value))
+
+    def _enter(self) -> None:
+        if self._busy:
+            raise DurablyError(
+                "durable calls of one execution must not run concurrently (the log's order "
+                "is the contract): await each ctx call before the next"
+            )
+        self._busy = True
+
+
+async def _call_with_timeout(
+    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, sid: str
+) -> Any:
+    if timeout is None:
+        return await _call(fn, args)
+    with trio.move_on_after(timeout) as scope:
+        return await _call(fn, args)
+    # Only our own scope's expiry lands here; an outer cancellation propagates.
+    assert scope.cancelled_caught
+    raise TimeoutError(f"step {sid!r} timed out after {timeout} s (its body was cancelled)")
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    value = fn(*args)
+    if _awaitable(value):
+        value = await value
+    return value
+
+
+#: Types that are never awaitable: ``inspect.isawaitable`` (an ABC check) is skipped for
+#: them, on the path of every step.
+_PLAIN = frozenset((int, str, float, bool, type(None), dict, list, tuple, bytes))
+
+
+def _awaitable(value: Any) -> bool:
+    kind = type(value)
+    return kind is CoroutineType or (kind not in _PLAIN and inspect.isawaitable(value))
+
+
+def _where(actor: ExecutionPort, sid: str) -> str:
+    return f"step {sid!r} of execution {actor.execution_id}"
