@@ -19,6 +19,8 @@ import attrs
 import click
 import trio
 
+from ._cli_payload import JsonPayload
+from ._cli_store import backup, check
 from .core._errors import DurablyError, StoreError, UnknownExecutionError
 from .core._events import decode_all
 from .core._types import Execution, Status
@@ -173,17 +175,17 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("execution_id")
 @click.argument("name")
-@click.argument("payload_json", default="null")
+@click.argument("payload_json", default="null", type=JsonPayload())
 @click.option("--dedup-key", default=None, help="A signal with an accepted key is not resent.")
 @click.pass_context
 def signal(
-    ctx: click.Context, execution_id: str, name: str, payload_json: str, dedup_key: str | None
+    ctx: click.Context, execution_id: str, name: str, payload_json: Any, dedup_key: str | None
 ) -> None:
-    """Send signal NAME with a JSON payload to an execution."""
-    try:
-        payload = json.loads(payload_json)
-    except json.JSONDecodeError as exc:
-        raise _BadUsage(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    """Send signal NAME with a JSON payload to an execution.
+
+    PAYLOAD_JSON is JSON text, @FILE to read it from a file, or - to read standard input.
+    """
+    payload = payload_json
 
     async def go(engine: Client) -> Any:
         return await engine.signal(execution_id, name, payload, dedup_key=dedup_key)
@@ -231,9 +233,15 @@ def retry(ctx: click.Context, execution_id: str, reason: str | None) -> None:
 
 @main.command()
 @click.argument("target")
-@click.option("--input", "input_json", default=None, help="JSON input (default: its defaults).")
+@click.option(
+    "--input",
+    "input_json",
+    default=None,
+    type=JsonPayload(),
+    help="JSON input, @FILE or - for stdin (default: its defaults).",
+)
 @click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart instead of JSON.")
-def describe(target: str, input_json: str | None, mermaid: bool) -> None:
+def describe(target: str, input_json: Any, mermaid: bool) -> None:
     """Describe the shape of workflow MODULE:NAME without running any step."""
     import importlib
 
@@ -245,10 +253,7 @@ def describe(target: str, input_json: str | None, mermaid: bool) -> None:
         definition = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise _NotFound(f"cannot load {target}: {exc}") from None
-    try:
-        data = None if input_json is None else json.loads(input_json)
-    except json.JSONDecodeError as exc:
-        raise _BadUsage(f"--input is not valid JSON: {exc}") from None
+    data = input_json
 
     from .core._workflow import WorkflowDefinition
     from .runtime._describe import describe as describe_flow
@@ -307,6 +312,10 @@ def demo(demo_store: str | None, phase_one: bool) -> None:
         _demo.phase_one(demo_store)
     else:
         _demo.run_demo(demo_store)
+
+
+main.add_command(check)
+main.add_command(backup)
 
 
 def _who() -> str:

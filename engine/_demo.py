@@ -21,6 +21,9 @@ import trio
 
 import durably
 
+from .core._errors import StorePathError
+from .runtime._paths import check_path
+
 Shipped = durably.Signal("shipped", dict)
 
 
@@ -133,6 +136,10 @@ def _print_history(engine: durably.Engine, eid: str) -> None:
 def run_demo(store: str | None) -> None:
     """Run the demo (see the module docstring); ``store`` defaults to a temporary dir."""
     path = store or os.path.join(tempfile.mkdtemp(prefix="durably-demo-"), "shop.durably")
+    try:  # here, not in the child: a bad --store says so in one line
+        check_path(Path(path), face="Engine", create=True)
+    except StorePathError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"store: {path}\n")
     click.echo("phase one, in a child process: start an order and run until it sleeps")
     child = subprocess.Popen(

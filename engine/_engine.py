@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
 
 import attrs
 import trio
 
-from durably.stores import ExecutionRecord, LmdbStore, Store
+from durably.stores import ExecutionRecord, Store
 
 from .core._audit import AuditEntry, audit_trail
 from .core._errors import ConfigurationError, DurablyError, OperatorError
@@ -30,14 +29,16 @@ from .core._events import Event, decode_all
 from .core._flow import FlowShape
 from .core._records import OPERATOR_ACTIONS, SCHEDULE_CALLS
 from .core._workflow import WorkflowDefinition
-from .remote._channel import Listener
+from .remote._listener import Listener
 from .remote._wire import worker_socket_path
 from .runtime._bus import Bus, Subscription
 from .runtime._clock import Clock
 from .runtime._commit import CommitStatistics, Committer
 from .runtime._describe import describe
-from .runtime._gateway import Gateway, exit_nursery
+from .runtime._gateway import Gateway
+from .runtime._host import exit_nursery, require_trio
 from .runtime._operator import Operator
+from .runtime._paths import open_store, store_path
 from .runtime._ports import Parts, ScheduleHost, Settings
 from .runtime._scheduler import Scheduler
 from .runtime._schedules import ScheduleManager
@@ -63,7 +64,9 @@ class EngineStatistics:
 
 
 class Engine(Gateway):
-    """A durable workflow engine over ``store`` (a ``Store``, or a path for ``LmdbStore``).
+    """A durable workflow engine over ``store`` (a ``Store``, or a path for ``LmdbStore``:
+    the store's directory is created if it is missing, but not its parent, so a typo in
+    the path is a ``StorePathError``).
 
     Use as ``async with durably.Engine(path, workflows=[...]) as engine:``.
 
@@ -71,17 +74,22 @@ class Engine(Gateway):
     beyond it are parked and replayed on wake); ``implicit_step_ids`` (``"allow"``,
     ``"warn"`` or ``"error"``) governs sleeps, signal waits and emits without ``step_id=``;
     ``clock`` lets tests share one virtual clock across engine restarts;
-    ``max_recovery_attempts`` dead-letters an execution whose replay keeps failing to
-    make progress (the process dies, or replay hangs past ``max_replay_seconds`` of trio
-    time without reaching new work; ``None`` disables the bound); ``commit_inline``
+    ``max_recovery_attempts`` dead-letters an execution whose runs keep failing to make
+    progress (the process dies while it replays or runs a step body, or replay hangs past
+    ``max_replay_seconds`` of trio time without reaching new work; ``None`` disables the
+    bound); ``commit_inline``
     (``"auto"``, ``"always"``, ``"never"``) says when a batch is written on the event loop
-    rather than in a worker thread; ``poll_interval`` is how often the worker looks
-    for work whose wake-up hint was lost; ``max_payload_bytes``
+    rather than in a worker thread; ``poll_interval`` is how often (in real seconds)
+    the worker looks at the store's inbox for clients' writes, whatever hints it got, so
+    a write whose hint was lost waits at most that long; ``max_payload_bytes``
     bounds one encoded value (input, step result, signal payload, outcome): a bigger one
     raises ``PayloadError`` at the call that produced it and nothing is written;
     ``store_retry_seconds`` is the first pause before executions stopped by a failing
     store (a full disk) are tried again (doubling up to a minute).
     """
+
+    # Its own starts run at once: their record says so from the start, no commit for it.
+    _start_status = "running"
 
     def __init__(
         self,
@@ -106,6 +114,8 @@ class Engine(Gateway):
             max_replay_seconds=max_replay_seconds,
             store_retry_seconds=store_retry_seconds,
         )
+        if not isinstance(store, Store):
+            store = store_path(store, "Engine")
         super().__init__(store, workflows=workflows, clock=clock, settings=settings)
         self._commit_inline = commit_inline
         self._poll_interval = poll_interval
@@ -120,10 +130,11 @@ class Engine(Gateway):
     # --- lifecycle ---
 
     async def __aenter__(self) -> Engine:
+        require_trio("Engine")
         if self._running:
             raise DurablyError("this engine is already running; create one engine per run")
-        if self._owns_store:
-            self.store = LmdbStore(self._store_arg, lock=True)  # type: ignore[arg-type]
+        if self._owns_store:  # a path: checked, then created (its parent must exist)
+            self.store = open_store(self._store_arg, face="Engine", lock=True, create=True)  # type: ignore[arg-type]
         self.clock.bind()
         self._committer = Committer(self.store, inline=self._commit_inline)
         supervisor: Supervisor
@@ -156,8 +167,8 @@ class Engine(Gateway):
             self.last_recovery = await self.recover()
         except BaseException as exc:
             await self._shutdown(nursery)
-            try:
-                await self._nursery_cm.__aexit__(type(exc), exc, exc.__traceback__)
+            try:  # the start's own error, unwrapped (a damaged store says so plainly)
+                await exit_nursery(self._nursery_cm, type(exc), exc, exc.__traceback__)
             finally:
                 if self._owns_store:
                     self.store.close()
@@ -317,13 +328,12 @@ class Engine(Gateway):
         await getattr(self.operator, action)(execution_id, **kwargs)
 
     async def _answer(self, method: str, args: dict[str, Any]) -> Any:
-        """Run a call a client asked this worker to run (see ``Gateway._in_worker``)."""
+        """Run a call a client asked this worker to run (see ``Gateway._in_worker``);
+        ``args`` passed ``core/_calls.py``'s checks against the call's signature."""
         if method in OPERATOR_ACTIONS:
             eid = args.pop("execution_id")
             await getattr(self.operator, method)(eid, **args)
             return None
         if method in SCHEDULE_CALLS:
-            if isinstance(args.get("at"), str):
-                args["at"] = datetime.fromisoformat(args["at"])
             return await getattr(self, method)(**args)
         raise ConfigurationError(f"unknown call {method!r}")

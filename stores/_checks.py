@@ -33,6 +33,8 @@ from durably.stores import (
 )
 
 from ..core._errors import StoreError
+from ._inbox_checks import INBOX_CHECKS
+from ._signal_checks import SIGNAL_CHECKS
 
 __all__ = ["check_store"]
 
@@ -554,10 +556,12 @@ _CHECKS: list[tuple[str, Callable[[_Check, Store], None]]] = [
     ("mailbox FIFO", _check_mailbox),
     ("mailbox dedup", _check_dedup),
     ("signals to unknown or finished executions", _check_refused_signals),
+    *SIGNAL_CHECKS,
     ("idempotency keys, first writer wins", _check_idempotency),
     ("schedules CRUD", _check_schedules),
     ("long idempotency and dedup keys", _check_long_keys),
     ("over-long keys are refused", _check_oversized_keys),
+    *INBOX_CHECKS,
     ("a closed store refuses work", _check_closed),
 ]
 

@@ -55,28 +55,55 @@ def encode_record(record: ExecutionRecord) -> bytes:
     return orjson.dumps({name: getattr(record, name) for name in _RECORD_FIELDS})
 
 
-def decode_record(body: bytes) -> ExecutionRecord:
-    data = orjson.loads(body)
-    timer = data.get("timer")
-    if timer is not None:
-        data["timer"] = (timer[0], timer[1])
-    return ExecutionRecord(**data)
+def decode_record(
+    body: bytes, what: str = "a record", execution_id: str | None = None
+) -> ExecutionRecord:
+    try:
+        data = orjson.loads(body)
+        timer = data.get("timer")
+        if timer is not None:
+            data["timer"] = (timer[0], timer[1])
+        return ExecutionRecord(**data)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise _unreadable(what, exc, execution_id) from exc
 
 
 def encode_value(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def decode_value(body: bytes) -> Any:
-    return orjson.loads(body)
+def decode_value(body: bytes, what: str = "a value") -> Any:
+    try:
+        return orjson.loads(body)
+    except ValueError as exc:
+        raise _unreadable(what, exc, None) from exc
 
 
 def encode_mail(entry: MailboxEntry) -> bytes:
-    return orjson.dumps(
-        {"signal": entry.signal, "payload": entry.payload, "dedup_key": entry.dedup_key}
+    data = {"signal": entry.signal, "payload": entry.payload, "dedup_key": entry.dedup_key}
+    if entry.at is not None:  # the send time; an entry without one reads as before
+        data["at"] = entry.at
+    return orjson.dumps(data)
+
+
+def decode_mail(
+    seq: int, body: bytes, what: str = "a mailbox entry", execution_id: str | None = None
+) -> MailboxEntry:
+    try:
+        data = orjson.loads(body)
+        at = data.get("at")
+        if at is not None and type(at) is not int:
+            raise TypeError(f"its send time is {at!r}, not epoch milliseconds")
+        return MailboxEntry(seq, data["signal"], data["payload"], data["dedup_key"], at)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _unreadable(what, exc, execution_id) from exc
+
+
+def _unreadable(what: str, exc: Exception, execution_id: str | None) -> CorruptRecordError:
+    # The checksum held, so these bytes are what was written: by another format, or by a
+    # writer that is not this layout. Either way it is not a record this durably can use.
+    return CorruptRecordError(
+        f"{what} passed its checksum but does not decode ({type(exc).__name__}: {exc}); "
+        "was it written by another version of durably?",
+        execution_id=execution_id,
     )
-
-
-def decode_mail(seq: int, body: bytes) -> MailboxEntry:
-    data = orjson.loads(body)
-    return MailboxEntry(seq, data["signal"], data["payload"], data["dedup_key"])

@@ -21,7 +21,9 @@ def try_lock(directory: Path) -> IO[str] | None:
 
     Close the returned file to release the lock.
     """
-    handle = open(Path(directory) / LOCK_FILE, "a+")
+    # Owner-only, like the rest of the store's files.
+    fd = os.open(Path(directory) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+    handle = os.fdopen(fd, "a+")
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -16,6 +16,9 @@ Tables and keys (integers big-endian so that byte order is numeric order)::
     idempotency  workflow 0x00 key (or its hash)    -> eid
     schedules    schedule id                        -> framed value
     meta         name                               -> framed value
+    inbox        eid-or-token 0x00 kind             -> b"" (a client's write, for the worker)
+    calls        token                              -> framed request (JSON bytes)
+    replies      token                              -> framed at_ms:u64 + answer (JSON bytes)
 
 Ids never contain NUL (the engine checks), so NUL separates key parts unambiguously.
 """
@@ -23,31 +26,46 @@ Ids never contain NUL (the engine checks), so NUL separates key parts unambiguou
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from typing import Any, Protocol
 from zlib import crc32
 
-from durably.core._errors import CorruptRecordError
+from durably.core._errors import CorruptRecordError, StoreCorruptError
 
+from ..core import _decide as decide
 from ..core._records import (
+    CANCEL_SIGNAL,
+    INBOX_CALL,
     TERMINAL_STATUSES,
     AddTimer,
     Append,
     CreateExecution,
     DeleteSchedule,
     ExecutionRecord,
+    ExpireReplies,
+    InboxEntry,
     MailboxEntry,
+    Notify,
     Op,
+    PutCall,
     PutExecution,
     PutMeta,
+    PutReply,
     PutSchedule,
     PutSignal,
     PutSignalResult,
     RemoveTimer,
+    RequireNoSignal,
+    SignalArrived,
     SignalOutcome,
+    TakeInbox,
+    TakeReply,
     TakeSignal,
     Timer,
+    WithdrawCall,
     quarantined_record,
 )
 from ._codec import (
@@ -61,7 +79,13 @@ from ._codec import (
     frame,
     unframe,
 )
+from ._keys import BadKey, id_part, timer_from_item
 
+log = logging.getLogger("durably")
+
+#: The tables of clients' requests to the worker; a store opened read-only that was
+#: created before they existed has none of them (and nothing waiting in them).
+INBOX_TABLES = ("inbox", "calls", "replies")
 TABLES = (
     "executions",
     "events",
@@ -73,6 +97,7 @@ TABLES = (
     "idempotency",
     "schedules",
     "meta",
+    *INBOX_TABLES,
 )
 
 SCHEMA_VERSION = 1
@@ -147,12 +172,6 @@ def _timer_value(timer: Timer) -> bytes:
     return b"" if len(timer.timer_id.encode()) <= _MAX_KEY_PART else timer.timer_id.encode()
 
 
-def _timer_from_item(key: bytes, value: bytes) -> Timer:
-    due = _U64.unpack_from(key)[0]
-    owner, _, timer_id = key[8:].partition(b"\x00")
-    return Timer(due, owner.decode(), value.decode() if value else timer_id.decode())
-
-
 def _idem_key(workflow: str, key: str) -> bytes:
     return _part(workflow) + b"\x00" + _part(key)
 
@@ -164,18 +183,37 @@ def get_execution(txn: Txn, eid: str) -> ExecutionRecord | None:
     raw = txn.get("executions", eid.encode())
     if raw is None:
         return None
-    return decode_record(unframe(raw, f"record of execution {eid}", eid))
+    return read_record(eid, raw)
+
+
+def read_record(eid: str, raw: bytes) -> ExecutionRecord:
+    """The record stored under key ``eid``, checked: frame, shape, and that it is ``eid``'s."""
+    what = f"record of execution {eid}"
+    record = decode_record(unframe(raw, what, eid), what, eid)
+    if record.id != eid:
+        # The value is checksummed, the key is not: the key is what was damaged.
+        raise CorruptRecordError(
+            f"the {what} names execution {record.id!r}: its key in the executions table is damaged",
+            execution_id=eid,
+        )
+    return record
 
 
 def read_events(txn: Txn, eid: str, from_seq: int) -> list[bytes]:
     prefix = eid.encode() + b"\x00"
     start = len(prefix)
+    size = start + _U32.size
     out: list[bytes] = []
     append = out.append
     expected = from_seq
     # The hot loop of every replay: the frame is checked inline, and ``unframe`` (which
     # builds the error message) runs only for a frame that fails the check.
     for key, raw in txn.scan("events", prefix + _U32.pack(from_seq), prefix):
+        if len(key) != size:
+            raise CorruptRecordError(
+                f"the key of event {expected} of execution {eid} is damaged ({key!r})",
+                execution_id=eid,
+            )
         seq = _U32.unpack_from(key, start)[0]
         if seq != expected:
             raise CorruptRecordError(
@@ -200,28 +238,7 @@ def list_executions(
     out: list[ExecutionRecord] = []
     if limit is not None and limit <= 0:
         return out
-    if status is not None:
-        prefix = status.encode() + b"\x00"
-        start = prefix + (after.encode() + b"\x00" if after else b"")
-        for key, _ in txn.scan("by_status", start, prefix):
-            eid = key[len(prefix) :].decode()
-            try:
-                record = get_execution(txn, eid)
-            except CorruptRecordError:
-                continue  # in no status: get_execution and unfiltered listings show it
-            if record is None or (workflow is not None and record.workflow != workflow):
-                continue
-            out.append(record)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-    start = after.encode() + b"\x00" if after else b""
-    for key, raw in txn.scan("executions", start, b""):
-        eid = key.decode()
-        try:
-            record = decode_record(unframe(raw, f"record of execution {eid}", eid))
-        except CorruptRecordError as exc:
-            record = quarantined_record(eid, exc)
+    for record in iter_executions(txn, status, after):
         if workflow is not None and record.workflow != workflow:
             continue
         out.append(record)
@@ -230,12 +247,78 @@ def list_executions(
     return out
 
 
+def iter_executions(txn: Txn, status: str | None, after: str | None) -> Iterator[ExecutionRecord]:
+    """Records in id order after ``after``: through the status index, or every record.
+
+    A status-index entry that disagrees with the records (an id no record has, or a
+    record in another status) raises ``StoreCorruptError``: the index cannot be trusted,
+    for this entry nor for the entries its damage may hide, and whoever must see every
+    execution (the engine's recovery) then lists every record instead.
+    """
+    if status is None:
+        yield from _every_record(txn, after)
+        return
+    prefix = status.encode() + b"\x00"
+    start = prefix + (after.encode() + b"\x00" if after else b"")
+    size = len(prefix)
+    for key, _ in txn.scan("by_status", start, prefix):
+        try:
+            eid = id_part(key[size:], "execution id")
+            record = get_execution(txn, eid)
+        except BadKey as exc:
+            raise StoreCorruptError(_index_damage(key, str(exc))) from None
+        except CorruptRecordError:
+            continue  # in no status: get_execution and unfiltered listings show it
+        if record is None or record.status != status:
+            found = "no record" if record is None else f"a record in status {record.status}"
+            raise StoreCorruptError(_index_damage(key, f"its execution has {found}"))
+        yield record
+
+
+def _index_damage(key: bytes, why: str) -> str:
+    return (
+        f"the status index is damaged: entry {key!r} ({why}); listings by status cannot be "
+        "trusted (a listing without a status reads every record)"
+    )
+
+
+def _every_record(txn: Txn, after: str | None) -> Iterator[ExecutionRecord]:
+    start = after.encode() + b"\x00" if after else b""
+    previous = b""
+    for key, raw in txn.scan("executions", start, b""):
+        if key <= previous:
+            # A key out of order misleads LMDB's binary search: lookups near it (the
+            # engine's reads of records by id) may miss healthy records, silently.
+            raise StoreCorruptError(
+                f"the executions table is damaged: key {key!r} is out of order (after "
+                f"{previous!r}); records cannot be looked up reliably"
+            )
+        previous = key
+        try:
+            eid = id_part(key, "execution id")
+        except BadKey as exc:
+            # No id to show it under (nor to page on): the verifier reports it.
+            log.error("the executions table holds a damaged key %r (%s); skipped", key, exc)
+            continue
+        try:
+            record = read_record(eid, raw)
+        except CorruptRecordError as exc:
+            record = quarantined_record(eid, exc)
+        yield record
+
+
 def due_timers(txn: Txn, before_ms: int, limit: int | None) -> list[Timer]:
     out: list[Timer] = []
     if limit is not None and limit <= 0:
         return out
     for key, value in txn.scan("timers", b"", b""):
-        timer = _timer_from_item(key, value)
+        try:
+            timer = timer_from_item(key, value)
+        except BadKey as exc:
+            # Its owner cannot be told from it: the owner's record is what shows the loss
+            # (the engine's recovery checks each waiting record's timer against the index).
+            log.error("the timers index holds a damaged entry %r (%s); ignored", key, exc)
+            continue
         if timer.due_ms >= before_ms:
             break
         out.append(timer)
@@ -246,30 +329,50 @@ def due_timers(txn: Txn, before_ms: int, limit: int | None) -> list[Timer]:
 
 def mailbox(txn: Txn, eid: str) -> list[MailboxEntry]:
     prefix = eid.encode() + b"\x00"
-    return [
-        decode_mail(
-            _U32.unpack_from(key, len(prefix))[0],
-            unframe(raw, f"mailbox entry of execution {eid}", eid),
-        )
-        for key, raw in txn.scan("mailbox", prefix, prefix)
-    ]
+    start = len(prefix)
+    size = start + _U32.size
+    out: list[MailboxEntry] = []
+    for key, raw in txn.scan("mailbox", prefix, prefix):
+        if len(key) != size:
+            raise CorruptRecordError(
+                f"a mailbox key of execution {eid} is damaged ({key!r})", execution_id=eid
+            )
+        what = f"mailbox entry of execution {eid}"
+        body = unframe(raw, what, eid)
+        out.append(decode_mail(_U32.unpack_from(key, start)[0], body, what, eid))
+    return out
 
 
 def find_idempotent(txn: Txn, workflow: str, key: str) -> str | None:
     raw = txn.get("idempotency", _idem_key(workflow, key))
-    return None if raw is None else raw.decode()
+    if raw is None:
+        return None
+    try:
+        return id_part(raw, "execution id")
+    except BadKey as exc:
+        raise CorruptRecordError(
+            f"the idempotency entry of workflow {workflow!r} and key {key!r} is damaged: {exc}"
+        ) from None
 
 
 def get_value(txn: Txn, table: str, name: str) -> Any | None:
     raw = txn.get(table, name.encode())
-    return None if raw is None else decode_value(unframe(raw, f"{table} entry {name!r}"))
+    if raw is None:
+        return None
+    what = f"{table} entry {name!r}"
+    return decode_value(unframe(raw, what), what)
 
 
 def list_values(txn: Txn, table: str) -> list[tuple[str, Any]]:
-    return [
-        (key.decode(), decode_value(unframe(raw, f"{table} entry {key.decode()!r}")))
-        for key, raw in txn.scan(table, b"", b"")
-    ]
+    out = []
+    for key, raw in txn.scan(table, b"", b""):
+        try:
+            name = id_part(key, "name")
+        except BadKey as exc:
+            raise CorruptRecordError(f"the {table} table holds a damaged key: {exc}") from None
+        what = f"{table} entry {name!r}"
+        out.append((name, decode_value(unframe(raw, what), what)))
+    return out
 
 
 # --- writes -----------------------------------------------------------------------------
@@ -296,9 +399,9 @@ def _create(txn: Txn, op: CreateExecution) -> str:
     if record.idempotency_key is not None:
         key = _idem_key(record.workflow, record.idempotency_key)
         if not txn.insert("idempotency", key, record.id.encode()):
-            existing = txn.get("idempotency", key)
+            existing = find_idempotent(txn, record.workflow, record.idempotency_key)
             assert existing is not None
-            return existing.decode()
+            return existing
     if txn.get("executions", record.id.encode()) is not None:
         raise RuntimeError(f"execution id {record.id} already exists")
     _put_record(txn, record, None)
@@ -323,12 +426,38 @@ def _put_signal(txn: Txn, op: PutSignal) -> PutSignalResult:
                 seq=_U32.unpack(txn.get("dedup", dkey) or _U32.pack(0))[0],
                 status=record.status,
             )
-    entry = MailboxEntry(seq, op.signal, op.payload, op.dedup_key)
+    entry = MailboxEntry(seq, op.signal, op.payload, op.dedup_key, op.at)
+    delivered = _delivered(txn, record, entry)
     txn.put("mailbox", eid.encode() + b"\x00" + _U32.pack(seq), frame(encode_mail(entry)))
     txn.put("mailbox_seq", eid.encode(), _U32.pack(seq + 1))
     return PutSignalResult(
-        SignalOutcome.BUFFERED, seq=seq, status=record.status, waiting_signal=record.waiting_signal
+        SignalOutcome.BUFFERED,
+        seq=seq,
+        status=record.status,
+        waiting_signal=record.waiting_signal,
+        delivered=delivered,
     )
+
+
+def _delivered(txn: Txn, record: ExecutionRecord, entry: MailboxEntry) -> bool:
+    """Whether the wait the record says is open takes ``entry`` (``decide.receipt``),
+    read in the signal's own transaction: the older entries, the deadline."""
+    if record.waiting_signal != entry.signal:
+        return False  # the common case for a running execution: no mailbox read
+    try:
+        older = mailbox(txn, record.id)
+    except CorruptRecordError:
+        return False  # kept, but which entry the wait takes cannot be told: no promise
+    return decide.receipt(older, entry, record.waiting_signal, record.timer, CANCEL_SIGNAL)
+
+
+def _require_no_signal(txn: Txn, op: RequireNoSignal) -> None:
+    entry = decide.first_taken(mailbox(txn, op.execution_id), op.signal, op.deadline)
+    if entry is not None:
+        raise SignalArrived(
+            f"signal {op.signal!r} (mailbox entry {entry.seq}) of execution "
+            f"{op.execution_id} arrived before its wait's deadline; the wait takes it"
+        )
 
 
 def apply_op(txn: Txn, op: Op) -> Any:
@@ -349,6 +478,9 @@ def apply_op(txn: Txn, op: Op) -> Any:
             return None
         case PutSignal():
             return _put_signal(txn, op)
+        case RequireNoSignal():
+            _require_no_signal(txn, op)
+            return None
         case TakeSignal(execution_id=eid, seq=seq):
             txn.delete("mailbox", eid.encode() + b"\x00" + _U32.pack(seq))
             return None
@@ -361,7 +493,89 @@ def apply_op(txn: Txn, op: Op) -> Any:
         case PutMeta(name=name, value=value):
             txn.put("meta", name.encode(), frame(encode_value(value)))
             return None
+        case Notify(execution_id=eid, kind=kind):
+            txn.put("inbox", _inbox_key(eid, kind), b"")
+            return None
+        case TakeInbox(limit=limit):
+            return _take_inbox(txn, limit)
+        case PutCall(token=token, request=request):
+            txn.put("calls", token.encode(), frame(request))
+            txn.put("inbox", _inbox_key(token, INBOX_CALL), b"")
+            return None
+        case WithdrawCall(token=token):
+            txn.delete("inbox", _inbox_key(token, INBOX_CALL))
+            pending = txn.get("calls", token.encode()) is not None
+            txn.delete("calls", token.encode())
+            return pending
+        case PutReply(token=token, at_ms=at_ms, reply=reply):
+            txn.put("replies", token.encode(), frame(_U64.pack(at_ms) + reply))
+            return None
+        case TakeReply(token=token):
+            return _take_reply(txn, token)
+        case ExpireReplies(before_ms=before_ms):
+            return _expire_replies(txn, before_ms)
     raise TypeError(f"not a store op: {op!r}")
+
+
+# --- the inbox ------------------------------------------------------------------------
+
+
+def _inbox_key(key: str, kind: str) -> bytes:
+    return key.encode() + b"\x00" + kind.encode()
+
+
+def inbox_waiting(txn: Txn) -> bool:
+    """Whether the inbox holds an entry: the worker's periodic look, one cursor step."""
+    return next(iter(txn.scan("inbox", b"", b"")), None) is not None
+
+
+def _take_inbox(txn: Txn, limit: int) -> list[InboxEntry]:
+    # Keys first, deletes after: neither backend's scan may see its table change under it.
+    keys = [key for key, _ in islice(txn.scan("inbox", b"", b""), max(limit, 0))]
+    out: list[InboxEntry] = []
+    for raw_key in keys:
+        txn.delete("inbox", raw_key)
+        name, _, kind_raw = raw_key.rpartition(b"\x00")
+        key, kind = name.decode(errors="replace"), kind_raw.decode(errors="replace")
+        request: bytes | Exception | None = None
+        if kind == INBOX_CALL and name:  # (an empty key is no LMDB key: never a call)
+            raw = txn.get("calls", name)
+            if raw is not None:
+                txn.delete("calls", name)
+                try:
+                    request = unframe(raw, f"the request of call {key!r}")
+                except CorruptRecordError as exc:
+                    request = exc
+        out.append(InboxEntry(key, kind, request))
+    return out
+
+
+def _take_reply(txn: Txn, token: str) -> bytes | Exception | None:
+    raw = txn.get("replies", token.encode())
+    if raw is None:
+        return None
+    txn.delete("replies", token.encode())
+    try:
+        body = unframe(raw, f"the answer to call {token!r}")
+    except CorruptRecordError as exc:
+        return exc
+    if len(body) < _U64.size:
+        return CorruptRecordError(f"the answer to call {token!r} is truncated")
+    return body[_U64.size :]
+
+
+def _expire_replies(txn: Txn, before_ms: int) -> int:
+    stale = []
+    for key, raw in txn.scan("replies", b"", b""):
+        try:
+            body = unframe(raw, "an answer")
+        except CorruptRecordError:
+            body = b""  # a damaged answer can never be read: it goes too
+        if len(body) < _U64.size or _U64.unpack_from(body)[0] < before_ms:
+            stale.append(key)
+    for key in stale:
+        txn.delete("replies", key)
+    return len(stale)
 
 
 def apply_ops(txn: Txn, ops: Sequence[Op]) -> list[Any]:

@@ -16,10 +16,13 @@ Facts this module is built on (measured on this kind of machine, see docs/archit
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import dropwhile
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -28,6 +31,7 @@ import lmdb
 from durably.core._errors import (
     CorruptRecordError,
     StoreClosedError,
+    StoreCorruptError,
     StoreError,
     StoreFullError,
     StoreLockedError,
@@ -37,20 +41,48 @@ from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
 from . import _layout
 from ._flock import holder, try_lock
 
+log = logging.getLogger("durably")
 _MIB = 1 << 20
 #: Free space under which an I/O error at commit is reported as a full disk.
 _LOW_SPACE = 4 * _MIB
+#: What LMDB raises when a page it reads is not what it wrote (it keeps no checksum, so
+#: these are the damage it happens to notice); a read that meets one fails its
+#: transaction as a whole. Decoding errors of stored bytes are damage too.
+_DAMAGE = (
+    lmdb.CorruptedError,
+    lmdb.PageNotFoundError,
+    lmdb.InvalidError,
+    lmdb.IncompatibleError,
+    lmdb.VersionMismatchError,
+    lmdb.BadTxnError,
+    lmdb.BadValsizeError,
+    lmdb.BadChecksumError,
+    lmdb.CursorFullError,
+    lmdb.PageFullError,
+    lmdb.PanicError,
+    lmdb.ProblemError,
+)
+_DECODING = (UnicodeDecodeError, struct.error)
 
 
 class _LmdbTxn:
-    __slots__ = ("_dbs", "_txn")
+    __slots__ = ("_dbs", "_txn", "failed_get")
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
         self._txn = txn
         self._dbs = dbs
+        #: The key whose read met damage: LMDB fails the whole transaction then, and a
+        #: listing goes on past that key in a new one.
+        self.failed_get: bytes | None = None
 
     def get(self, table: str, key: bytes) -> bytes | None:
-        return cast("bytes | None", self._txn.get(key, db=self._dbs[table]))
+        if len(key) > _layout.MAX_KEY_BYTES:
+            return None  # no store holds such a key (LMDB would refuse the lookup)
+        try:
+            return cast("bytes | None", self._txn.get(key, db=self._dbs[table]))
+        except lmdb.Error:
+            self.failed_get = key
+            raise
 
     def put(self, table: str, key: bytes, value: bytes) -> None:
         _layout.check_key(table, key)
@@ -65,15 +97,38 @@ class _LmdbTxn:
         self._txn.delete(key, db=self._dbs[table])
 
     def scan(self, table: str, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        first = max(start, prefix)
+        # LMDB refuses to seek past its key limit: seek to the limit, skip what is before.
+        seek = first[: _layout.MAX_KEY_BYTES]
+        if len(prefix) > _layout.MAX_KEY_BYTES:
+            return
         cursor = self._txn.cursor(db=self._dbs[table])
-        if not cursor.set_range(max(start, prefix)):
+        if not cursor.set_range(seek):
             return
         # Typed once here rather than cast per item: replay scans every event of a log.
         items = cast("Iterator[tuple[bytes, bytes]]", cursor.iternext())
+        if len(seek) < len(first):
+            items = dropwhile(lambda item: item[0] < first, items)
         for item in items:
             if not item[0].startswith(prefix):
+                if prefix:
+                    _check_order(table, cursor, item[0], prefix)
                 return
             yield item
+
+
+def _check_order(table: str, cursor: lmdb.Cursor, key: bytes, prefix: bytes) -> None:
+    """Refuse the end of a prefix's run that is no end: a damaged key, out of order.
+
+    LMDB finds keys by binary search and walks them in stored order, trusting both: a
+    key whose bytes changed stops a prefix scan early and hides the keys after it (the
+    tail of a log, a mailbox's entries, a status's executions), silently. The key that
+    ends a run sorts after the prefix, and the one after it does not start with it.
+    """
+    if key < prefix or (cursor.next() and bytes(cursor.key()).startswith(prefix)):
+        raise lmdb.CorruptedError(
+            f"the keys of the {table} table are out of order at {key!r} (a damaged key)"
+        )
 
 
 class LmdbStore:
@@ -112,40 +167,13 @@ class LmdbStore:
                     "(a worker creates the store when it first opens it)"
                 )
         else:
-            self.path.mkdir(parents=True, exist_ok=True)
+            # Owner-only: whoever can open the files (or reach the socket beside them)
+            # can act as the operator, so the directory is the access control.
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         if lock and not readonly:
             self._lock_file = _take_worker_lock(self.path)
-        new = not (self.path / "data.mdb").exists()
         try:
-            self._env = lmdb.open(
-                str(self.path),
-                # 0 adopts the size stored in an existing environment; a smaller number
-                # would shrink the map to the used size and forget how far it had grown.
-                map_size=map_size if new else 0,
-                max_dbs=len(_layout.TABLES) + 2,
-                sync=sync,
-                metasync=sync,
-                readonly=readonly,
-                writemap=False,  # writemap turned a full disk into SIGBUS when measured
-                max_readers=1024,
-            )
-            # The larger of the configured and the stored size.
-            current = self._env.info()["map_size"]
-            if current < map_size and not readonly:
-                self._env.set_mapsize(map_size)
-            self._env.reader_check()
-            self._dbs = {}
-            for name in _layout.TABLES:
-                while True:
-                    try:
-                        self._dbs[name] = self._env.open_db(name.encode(), create=not readonly)
-                        break
-                    except lmdb.MapFullError:
-                        # Creating a table writes too: a tiny map can fill at creation.
-                        self._env.set_mapsize(self._env.info()["map_size"] * 2)
-        except lmdb.Error as exc:
-            self._release_lock()
-            raise StoreError(f"cannot open the LMDB store at {self.path}: {exc}") from exc
+            self._env, self._dbs = self._open(map_size, sync)
         except BaseException:
             self._release_lock()
             raise
@@ -163,6 +191,81 @@ class LmdbStore:
         except BaseException:
             self.close()
             raise
+
+    def _open(self, map_size: int, sync: bool) -> tuple[lmdb.Environment, dict[str, Any]]:
+        """The environment and its tables. A data file that is damaged as a whole is
+        refused with ``StoreCorruptError`` before any of its pages is read."""
+        data = self.path / "data.mdb"
+        new = not data.exists()
+        if self.readonly and data.stat().st_size == 0:
+            raise StoreCorruptError(
+                f"the data file {data} is empty: the store was never written (its creation "
+                "was cut short) or the file was truncated; restore it from a backup "
+                "(docs/operations.md, Backups)"
+            )
+        # 0 adopts the size stored in an existing environment; a smaller number would
+        # shrink the map to the used size and forget how far it had grown.
+        options = {"map_size": map_size if new else 0, "sync": sync, "metasync": sync}
+        try:
+            try:
+                env = self._env_open(options)
+            except lmdb.MemoryError:
+                if new:
+                    raise
+                # The header asks for a map no address space holds (a flipped bit in its
+                # size field, measured): ask for ours; LMDB maps at least what is in use.
+                log.warning("the header of %s asks for an impossible map size", data)
+                env = self._env_open({**options, "map_size": map_size})
+        except lmdb.Error as exc:
+            raise self._unopenable(exc) from exc
+        try:
+            _check_size(env, data)
+            # The larger of the configured and the stored size.
+            if env.info()["map_size"] < map_size and not self.readonly:
+                env.set_mapsize(map_size)
+            env.reader_check()
+            return env, self._open_tables(env)
+        except lmdb.Error as exc:
+            env.close()
+            raise self._unopenable(exc) from exc
+        except BaseException:
+            env.close()
+            raise
+
+    def _env_open(self, options: dict[str, Any]) -> lmdb.Environment:
+        return lmdb.open(
+            str(self.path),
+            max_dbs=len(_layout.TABLES) + 2,
+            readonly=self.readonly,
+            writemap=False,  # writemap turned a full disk into SIGBUS when measured
+            max_readers=1024,
+            mode=0o600,
+            **options,
+        )
+
+    def _open_tables(self, env: lmdb.Environment) -> dict[str, Any]:
+        dbs = {}
+        for name in _layout.TABLES:
+            while True:
+                try:
+                    dbs[name] = env.open_db(name.encode(), create=not self.readonly)
+                    break
+                except lmdb.NotFoundError:
+                    if not (self.readonly and name in _layout.INBOX_TABLES):
+                        raise
+                    break  # a store from before the inbox, read only: nothing waits
+                except lmdb.MapFullError:
+                    # Creating a table writes too: a tiny map can fill at creation.
+                    env.set_mapsize(env.info()["map_size"] * 2)
+        return dbs
+
+    def _unopenable(self, exc: lmdb.Error) -> StoreError:
+        if isinstance(exc, _DAMAGE):
+            return StoreCorruptError(
+                f"the data file {self.path / 'data.mdb'} is damaged ({exc}); restore the "
+                "store from a backup (docs/operations.md, Backups)"
+            )
+        return StoreError(f"cannot open the LMDB store at {self.path}: {exc}")
 
     # --- writes ---
 
@@ -188,6 +291,13 @@ class LmdbStore:
                 # A bad op, not a failed store: not a StoreError, so that group commit
                 # fails only the producer that sent it.
                 raise ValueError(f"a key or value does not fit LMDB: {exc}") from exc
+            except (*_DAMAGE, *_DECODING) as exc:
+                # A CorruptRecordError, which group commit isolates like a bad op: the
+                # damaged page fails the batches that touch it, not every batch.
+                raise CorruptRecordError(
+                    f"{self._damaged(exc, 'a write')}",
+                    execution_id=_owner(ops),
+                ) from exc
             except lmdb.Error as exc:
                 raise self._classify(exc) from exc
 
@@ -219,7 +329,9 @@ class LmdbStore:
     # --- reads ---
 
     @contextmanager
-    def _read(self) -> Iterator[lmdb.Transaction]:
+    def _read(self, eid: str | None = None, what: str = "a read") -> Iterator[lmdb.Transaction]:
+        """A read transaction; damage met in it is raised as ``CorruptRecordError`` of
+        execution ``eid`` (quarantine), or without one as ``StoreCorruptError``."""
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
         with self._resize_lock:
@@ -229,14 +341,30 @@ class LmdbStore:
                 self._env.set_mapsize(0)  # another process grew the map: adopt its size
                 txn = self._env.begin(buffers=False)
             with txn:
-                yield txn
+                try:
+                    yield txn
+                except (*_DAMAGE, *_DECODING) as exc:
+                    if eid is not None:
+                        raise CorruptRecordError(
+                            self._damaged(exc, f"{what} of execution {eid}"), execution_id=eid
+                        ) from exc
+                    raise StoreCorruptError(self._damaged(exc, what)) from exc
+                except StoreCorruptError as exc:  # the layout's: this store's path added
+                    raise StoreCorruptError(f"the store at {self.path}: {exc}") from None
+
+    def _damaged(self, exc: Exception, what: str) -> str:
+        return (
+            f"{what} met damage in {self.path / 'data.mdb'} ({type(exc).__name__}: {exc}); "
+            f"run `durably check --store {self.path}` and restore the store from a backup "
+            "(docs/operations.md, Backups)"
+        )
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
-        with self._read() as txn:
+        with self._read(execution_id, "the record") as txn:
             return _layout.get_execution(_LmdbTxn(txn, self._dbs), execution_id)
 
     def read_events(self, execution_id: str, from_seq: int = 0) -> list[bytes]:
-        with self._read() as txn:
+        with self._read(execution_id, "the log") as txn:
             return _layout.read_events(_LmdbTxn(txn, self._dbs), execution_id, from_seq)
 
     def list_executions(
@@ -247,32 +375,108 @@ class LmdbStore:
         after: str | None = None,
         limit: int | None = None,
     ) -> list[ExecutionRecord]:
-        with self._read() as txn:
-            return _layout.list_executions(_LmdbTxn(txn, self._dbs), status, workflow, after, limit)
+        out: list[ExecutionRecord] = []
+        if limit is not None and limit <= 0:
+            return out
+        what = f"listing {status or 'all'} executions"
+        unreadable: set[bytes] = set()
+        while True:
+            view: _LmdbTxn | None = None
+            try:
+                with self._read(None, what) as txn:
+                    view = _LmdbTxn(txn, self._dbs)
+                    for record in _layout.iter_executions(view, status, after):
+                        after = record.id
+                        if workflow is None or record.workflow == workflow:
+                            out.append(record)
+                            if limit is not None and len(out) >= limit:
+                                break
+                    return out
+            except StoreCorruptError:
+                # One record's page is damaged, and LMDB failed the whole transaction:
+                # go on after it in a new one (get_execution shows it quarantined).
+                failed = None if view is None else view.failed_get
+                if status is None or failed is None or failed in unreadable:
+                    raise
+                unreadable.add(failed)
+                after = failed.decode()
 
     def due_timers(self, before_ms: int, limit: int | None = None) -> list[Timer]:
-        with self._read() as txn:
+        with self._read(None, "reading the timers index") as txn:
             return _layout.due_timers(_LmdbTxn(txn, self._dbs), before_ms, limit)
 
     def mailbox(self, execution_id: str) -> list[MailboxEntry]:
-        with self._read() as txn:
+        with self._read(execution_id, "the mailbox") as txn:
             return _layout.mailbox(_LmdbTxn(txn, self._dbs), execution_id)
 
     def find_idempotent(self, workflow: str, key: str) -> str | None:
-        with self._read() as txn:
+        with self._read(None, "reading the idempotency index") as txn:
             return _layout.find_idempotent(_LmdbTxn(txn, self._dbs), workflow, key)
 
     def get_schedule(self, schedule_id: str) -> Any | None:
-        with self._read() as txn:
+        with self._read(None, f"reading schedule {schedule_id!r}") as txn:
             return _layout.get_value(_LmdbTxn(txn, self._dbs), "schedules", schedule_id)
 
     def list_schedules(self) -> list[tuple[str, Any]]:
-        with self._read() as txn:
+        with self._read(None, "listing schedules") as txn:
             return _layout.list_values(_LmdbTxn(txn, self._dbs), "schedules")
 
     def get_meta(self, name: str) -> Any | None:
-        with self._read() as txn:
+        with self._read(None, f"reading meta entry {name!r}") as txn:
             return _layout.get_value(_LmdbTxn(txn, self._dbs), "meta", name)
+
+    def inbox_waiting(self) -> bool:
+        if "inbox" not in self._dbs:
+            return False  # read-only, over a store older than the inbox
+        with self._read() as txn:
+            return _layout.inbox_waiting(_LmdbTxn(txn, self._dbs))
+
+    @contextmanager
+    def reading(self) -> Iterator[tuple[_layout.Txn, tuple[str, ...]]]:
+        """One read transaction over the store as the layout's ``Txn``, and the tables it
+        has, for reading the store whole (``durably check``). After an LMDB error in it the
+        transaction is over: the reader catches it, leaves, and reads on in a new one."""
+        with self._read() as txn:
+            yield _LmdbTxn(txn, self._dbs), tuple(self._dbs)
+
+    def backup(self, destination: str | os.PathLike[str], *, compact: bool = True) -> Path:
+        """Copy the store into ``destination`` (a new or empty directory) and return it.
+
+        LMDB copies from one read transaction: the copy is a consistent snapshot, safe
+        to take while the worker writes (it is not blocked, and nothing acknowledged
+        after the snapshot is in the copy). ``compact`` leaves out free pages.
+        """
+        target = Path(destination)
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if any(target.iterdir()):
+            raise StoreError(
+                f"the backup destination {target} is not empty; give a new directory "
+                "(a backup never overwrites one)"
+            )
+        try:
+            try:
+                self._env.copy(str(target), compact=compact)
+            except lmdb.MapResizedError:
+                (target / "data.mdb").unlink(missing_ok=True)
+                self._env.set_mapsize(0)  # the worker grew the map: adopt its size, again
+                self._env.copy(str(target), compact=compact)
+            (target / "data.mdb").chmod(0o600)  # as private as the store it copies
+        except lmdb.Error as exc:
+            (target / "data.mdb").unlink(missing_ok=True)  # no half copy left to restore
+            if isinstance(exc, _DAMAGE):
+                raise StoreCorruptError(self._damaged(exc, "the backup")) from exc
+            raise StoreError(f"the backup of {self.path} into {target} failed: {exc}") from exc
+        return target
+
+    def file_facts(self) -> dict[str, int]:
+        """The data file's size and what its header says it uses (``durably check``)."""
+        info, stat = self._env.info(), self._env.stat()
+        return {
+            "file_bytes": (self.path / "data.mdb").stat().st_size,
+            "page_bytes": stat["psize"],
+            "pages_used": info["last_pgno"] + 1,
+            "last_txn": info["last_txnid"],
+        }
 
     def map_size(self) -> int:
         """The current map size in bytes: the ceiling the data file may grow to now."""
@@ -290,6 +494,38 @@ class LmdbStore:
         if self._lock_file is not None:
             self._lock_file.close()  # closing the descriptor drops the flock
             self._lock_file = None
+
+
+def _check_size(env: lmdb.Environment, data: Path) -> None:
+    """Refuse a data file shorter than the pages its header says are in use.
+
+    LMDB maps the file into memory: reading a page past its end is SIGBUS, which kills
+    the process in C, beyond any handler. The header (read without the map) says how
+    many pages the last commit used; the file can be longer, never shorter.
+    """
+    used = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = data.stat().st_size
+    if size < used:
+        raise StoreCorruptError(
+            f"the data file {data} is truncated: it has {size} bytes, and its header says "
+            f"its pages use {used}; restore the store from a backup (docs/operations.md, "
+            "Backups)"
+        )
+
+
+def _owner(ops: Sequence[Op]) -> str | None:
+    """The one execution a batch writes to, if it writes to one only."""
+    ids = set()
+    for op in ops:
+        record = getattr(op, "record", None)
+        timer = getattr(op, "timer", None)
+        ids.add(
+            getattr(op, "execution_id", None)
+            or getattr(record, "id", None)
+            or getattr(timer, "owner", None)
+        )
+    eid = ids.pop() if len(ids) == 1 else None
+    return eid if isinstance(eid, str) else None
 
 
 def _take_worker_lock(path: Path) -> IO[str]:

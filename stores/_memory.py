@@ -152,5 +152,10 @@ class MemoryStore:
     def get_meta(self, name: str) -> Any | None:
         return _layout.get_value(self._txn(), "meta", name)
 
+    def inbox_waiting(self) -> bool:
+        self._txn()  # refuses a closed store
+        # One dict length read: atomic under the GIL, so safe from the worker's poll thread.
+        return bool(self._tables["inbox"].data)
+
     def close(self) -> None:
         self._closed = True

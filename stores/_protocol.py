@@ -81,6 +81,12 @@ class Store(Protocol):
         """A store-wide value, such as the layout's ``schema`` version."""
         ...
 
+    def inbox_waiting(self) -> bool:
+        """Whether a client's write waits in the inbox for the worker (``Notify``,
+        ``PutCall``). The worker asks every ``poll_interval`` from a thread of its own,
+        so it must be cheap and safe to call from any thread."""
+        ...
+
     def close(self) -> None:
         """Release the store (and a worker's lock); further use raises ``StoreClosedError``."""
         ...

@@ -22,10 +22,16 @@ SCENARIOS = {
     "starts",
     "signal_p50",
     "signal_p99",
+    "client_signal_p50",
+    "client_signal_p99",
+    "client_signal_lost_p50",
+    "client_signal_lost_p99",
     "timers",
     "recovery",
     "parked_memory",
     "replay",
+    "concurrent_aio",
+    "signal_aio",
 }
 
 

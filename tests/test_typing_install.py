@@ -35,16 +35,43 @@ pytestmark = pytest.mark.skipif(
 )
 
 APP = '''\
-"""A user's application: one workflow with a plain (sync) step, run to its result."""
+"""A user's application: a workflow with a plain and an asyncio step, on every host."""
+
+import asyncio
 
 import trio
 
 import durably
+import durably.aio
+import durably.sync
 from durably.stores import MemoryStore
 
 
 def double(n: int) -> int:
     return 2 * n
+
+
+async def label(n: int) -> str:
+    await asyncio.sleep(0)
+    return f"#{n}"
+
+
+@durably.workflow("labelled")
+async def labelled(ctx: durably.Context, n: int) -> str:
+    text = await ctx.step("label", label, n)
+    suffix = await ctx.wait_for_signal("suffix", step_id="suffix")
+    return text + str(suffix)
+
+
+async def on_asyncio(path: str) -> str:
+    async with durably.aio.Engine(path, workflows=[labelled]) as engine:
+        eid = await engine.start(labelled, 1)
+        return await engine.wait(eid, workflow=labelled)
+
+
+def from_a_thread(path: str) -> str:
+    with durably.sync.Client(path, workflows=[labelled]) as client:
+        return client.start_and_wait(labelled, 2).data
 
 
 @durably.workflow("double")
@@ -80,6 +107,12 @@ async def use(engine: durably.Engine) -> None:
     await engine.start_and_wait(twice, "21")  # error: the input is an int
     await engine.start_and_wiat(twice, 21)  # error: no such method
     durably.no_such_name  # error: no such name
+
+
+async def hosts(engine: durably.aio.Engine, client: durably.sync.Client) -> None:
+    await engine.start(twice, "21")  # error: the input is an int
+    text: str = await engine.wait("x", workflow=twice)  # error: the result is an int
+    client.start(twice, "21")  # error: the input is an int
 """
 
 

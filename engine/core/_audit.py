@@ -31,6 +31,7 @@ from ._events import (
     Noted,
     OperatorActed,
     SignalReceived,
+    SignalRejected,
     SignalTimedOut,
     SignalWaiting,
     StepCompleted,
@@ -57,6 +58,7 @@ KINDS = (
     "signal_waiting",
     "signal_delivered",
     "signal_timed_out",
+    "signal_rejected",
     "emitted",
     "switch_evaluated",
     "note",
@@ -139,6 +141,9 @@ def _entries_of(event: Event) -> list[tuple[str, dict[str, Any]]]:
             return [("signal_delivered", {"signal": event.signal})]
         case SignalTimedOut():
             return [("signal_timed_out", {"signal": event.signal})]
+        case SignalRejected():
+            brief = {"signal": event.signal, "expected": event.expected}
+            return [("signal_rejected", {**brief, "error": _brief(event.error)})]
         case Emitted():
             return [("emitted", {"event": event.event, "payload": event.payload})]
         case SwitchEvaluated():

@@ -4,12 +4,21 @@ Every user value (workflow input and result, step results, signal payloads) goes
 :func:`dump` on the way into the log and :func:`load` on the way out. The first run of a
 step returns the *decoded* value too, so that the first run and every replay see the same
 thing (a tuple comes back as a list on both, unless the annotation says tuple).
+
+What JSON cannot hold is refused with :class:`PayloadError`, never changed silently:
+NaN and infinities (orjson would write ``null``), integers outside 64 bits, nesting past
+:data:`MAX_DEPTH`, dict keys that are not strings, strings that are not valid UTF-8. The
+checks ride on the encoding, so values that fit pay nothing more: orjson raises for the
+last four, and cattrs, which already hands every float it meets to a hook, checks that
+the float is finite (the only cost is where floats are).
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import typing
+import uuid
 import weakref
 from collections.abc import Callable
 from types import FunctionType, MethodType
@@ -33,28 +42,105 @@ converter = make_converter()
 # ``object`` in an annotation (``dict[str, object]``) means "any stored value", as Any does.
 # (A predicate, not a class hook: a hook for the class ``object`` would match every class.)
 converter.register_structure_hook_func(lambda tp: tp is object, lambda value, _: value)
+# orjson writes a UUID as its text; an annotation brings the UUID back, as for datetimes.
+converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(value))
+
+
+class _NotFinite(ValueError):
+    """A NaN or an infinity met while shaping a value (orjson would write ``null``)."""
+
+
+def _finite(value: float) -> float:
+    if value - value == 0.0:  # false for NaN and the infinities only; cheaper than isfinite
+        return value
+    raise _NotFinite(repr(value))
+
+
+# cattrs hands each float it meets to the float hook (in lists, dicts, sets, attrs and
+# dataclass fields), so the NaN check costs one call per float and nothing elsewhere. An
+# enum and an ``object``-typed field are shaped through cattrs too (orjson would take them
+# as they are, floats unseen); what they store is unchanged.
+def _any_value(value: Any) -> Any:
+    # A bare object() is left to orjson, which refuses it (shaping it again would loop).
+    return value if type(value) is object else converter.unstructure(value)
+
+
+converter.register_unstructure_hook(float, _finite)
+converter.register_unstructure_hook(enum.Enum, lambda member: converter.unstructure(member.value))
+converter.register_unstructure_hook_func(lambda tp: tp is object, _any_value)
 
 #: Values of these types survive the JSON round trip unchanged (float does not: NaN).
 _STABLE = frozenset((str, int, bool, type(None)))
 
+#: orjson refuses a document nested deeper than 254 levels, and every value is stored one
+#: level down (in its event, record or mailbox entry): so a value may nest this deep.
+MAX_DEPTH = 253
+#: The integers orjson stores: the signed and the unsigned 64-bit ranges together.
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
+
+
+def explain(exc: BaseException) -> str:
+    """Why the encoder refused a value, and what to do, in the user's terms."""
+    text = str(exc)
+    if isinstance(exc, _NotFinite):
+        return (
+            f"it holds the float {text}: a NaN or infinity, which JSON cannot represent (it "
+            'would come back as None); store such a number as a string ("nan", "inf") or as '
+            "None"
+        )
+    if isinstance(exc, RecursionError) or "Recursion limit" in text:
+        return (
+            f"it is nested more than {MAX_DEPTH} levels deep (orjson stores 254 levels and "
+            "durably keeps each value one level down); flatten it, or keep it outside the "
+            "log and store a reference"
+        )
+    if "64-bit" in text:
+        return (
+            f"it holds an integer outside the 64-bit range orjson stores ({MIN_INT} to "
+            f"{MAX_INT}); store a bigger one as a string (str(n)) and convert it back"
+        )
+    if "surrogates" in text:
+        return (
+            "it holds a string with a lone surrogate, which is not valid UTF-8; store the "
+            "text properly decoded, or its raw bytes"
+        )
+    if "Dict key must be str" in text:
+        return (
+            "it holds a dict with a key that is not a string (JSON keys are strings); "
+            "convert the keys with str(), or store a list of pairs"
+        )
+    return (
+        f"{text}. Return builtins, attrs classes, dataclasses, datetimes, enums or bytes, or "
+        "register a cattrs hook on durably.codec.converter"
+    )
+
+
+def _refused(value: Any, where: Where, reason: str) -> PayloadError:
+    return PayloadError(
+        f"{_said(where)}: a value of type {type(value).__qualname__} cannot be stored: {reason}"
+    )
+
+
+def _encode(value: Any, where: Where, *, nested: bool = False) -> bytes:
+    """The JSON bytes of ``value``; ``nested`` encodes it one level down, as it is stored,
+    so that a value that passes fits every record it is kept in."""
+    try:
+        plain = converter.unstructure(value)
+        return orjson.dumps([plain] if nested else plain)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _refused(value, where, explain(exc)) from None
+
 
 def dump(value: Any, where: Where) -> bytes:
     """Serialise ``value`` to JSON bytes, or raise :class:`PayloadError` naming ``where``."""
-    try:
-        return orjson.dumps(converter.unstructure(value))
-    except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
-        raise PayloadError(
-            f"{_said(where)}: a value of type {type(value).__qualname__} cannot be stored ({exc}). "
-            "Return builtins, attrs classes, dataclasses, datetimes, enums or bytes, or "
-            "register a cattrs hook on durably.codec.converter."
-        ) from None
+    return _encode(value, where)
 
 
 def shape(value: Any, where: Where) -> Any:
     """The JSON-shaped builtins that ``value`` is stored as (what a store keeps)."""
     if type(value) in _STABLE:
-        return value
-    return orjson.loads(dump(value, where))
+        return value  # the encoder of its event refuses a huge int or a bad string
+    return orjson.loads(_encode(value, where))
 
 
 def load(data: Any, tp: Any, where: Where) -> Any:
@@ -94,14 +180,19 @@ def load(data: Any, tp: Any, where: Where) -> Any:
 def roundtrip(value: Any, tp: Any, where: Where) -> tuple[Any, Any]:
     """``(stored shape, value as a replay would see it)`` for a value about to be recorded."""
     if type(value) in _STABLE and (tp is Any or type(value) is tp or tp is None):
-        return value, value
-    shaped = orjson.loads(dump(value, where))
+        return value, value  # the encoder of its event refuses a huge int or a bad string
+    shaped = orjson.loads(_encode(value, where))
     return shaped, load(shaped, tp, where)
 
 
 def check(value: Any, tp: Any, where: Where) -> Any:
-    """Check that ``value`` fits ``tp`` and serialises; return its stored shape."""
-    shaped = shape(value, where)
+    """Check that ``value`` fits ``tp`` and can be stored; return its stored shape.
+
+    For the calls that take a value from outside (a start's input, a signal's payload, a
+    schedule's input): every check runs here, with ``where`` named, and nothing else
+    stands between the value and the store.
+    """
+    shaped = orjson.loads(_encode(value, where, nested=True))[0]
     load(shaped, tp, where)
     return shaped
 

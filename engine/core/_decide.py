@@ -13,7 +13,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from ._errors import NonDeterminismError
 from ._events import (
     Event,
     SignalReceived,
+    SignalRejected,
     SignalTimedOut,
     SignalWaiting,
     StepCompleted,
@@ -33,7 +33,15 @@ from ._events import (
     TimerStarted,
 )
 from ._history import due_after
-from ._records import AddTimer, MailboxEntry, Op, RemoveTimer, TakeSignal, Timer
+from ._records import (
+    AddTimer,
+    MailboxEntry,
+    Op,
+    RemoveTimer,
+    RequireNoSignal,
+    TakeSignal,
+    Timer,
+)
 
 # --- step ---
 
@@ -127,31 +135,79 @@ def sleep(recorded: Sequence[Event] | None) -> int | None:
 
 
 def sleep_started(
-    execution_id: str, sid: str, now: int, seconds: float | None, until_ms: float | None
+    execution_id: str, sid: str, now: int, seconds: float | None, until_ms: int | None
 ) -> tuple[TimerStarted, list[Op]]:
-    wake_at = math.ceil(until_ms) if until_ms is not None else due_after(now, seconds or 0)
+    """The record of a sleep's start. ``until_ms`` is ``due_at(until)``; an instant
+    already past wakes at ``now`` (recorded so: a zero sleep, and no due time before
+    1970 for the timers index to refuse)."""
+    wake_at = max(until_ms, now) if until_ms is not None else due_after(now, seconds or 0)
     started = TimerStarted(at=now, step_id=sid, wake_at=wake_at)
     return started, [AddTimer(Timer(wake_at, execution_id, sid))]
 
 
 # --- signals ---
+#
+# Which buffered signal a wait takes is one rule, read by the wait, by the store's
+# ``PutSignal`` (to say "delivered") and by the timeout's ``RequireNoSignal``: the oldest
+# entry of its name sent at or before its deadline (so a ``timeout=0`` poll takes what is
+# buffered). A signal sent after the deadline is never taken by that wait, however late
+# the wait looks (a worker down at the deadline): it stays buffered for a later wait, as
+# its receipt said.
+
+
+def takes(entry: MailboxEntry, name: str, deadline: int | None) -> bool:
+    """Whether a wait for ``name`` with ``deadline`` takes ``entry``."""
+    if entry.signal != name:
+        return False
+    return deadline is None or entry.at is None or entry.at <= deadline
+
+
+def first_taken(
+    entries: Sequence[MailboxEntry], name: str, deadline: int | None
+) -> MailboxEntry | None:
+    """The entry a wait for ``name`` takes now: the oldest it takes, if any."""
+    for entry in entries:
+        if takes(entry, name, deadline):
+            return entry
+    return None
+
+
+def receipt(
+    older: Sequence[MailboxEntry],
+    entry: MailboxEntry,
+    waiting_signal: str | None,
+    timer: tuple[int, str] | None,
+    cancel_signal: str,
+) -> bool:
+    """Whether the wait that is open takes ``entry``, just buffered behind ``older``:
+    ``DELIVERED``. ``timer`` is the waiting record's, its wait's deadline."""
+    if waiting_signal != entry.signal:
+        return False
+    deadline = None if timer is None else timer[0]
+    if not takes(entry, entry.signal, deadline):
+        return False  # sent after the deadline: the wait is over
+    for other in older:
+        if other.signal == cancel_signal or takes(other, entry.signal, deadline):
+            return False  # a cancellation ends it first, or the wait takes that one
+    return True
 
 
 def signal(
     recorded: Sequence[Event] | None, execution_id: str, sid: str, name: str
 ) -> Event | None:
-    """The recorded answer of a signal wait: ``SignalReceived``, ``SignalTimedOut``, the
-    ``SignalWaiting`` of a wait still open, or ``None`` (a first run).
+    """The recorded answer of a signal wait: ``SignalReceived``, ``SignalRejected``,
+    ``SignalTimedOut``, the ``SignalWaiting`` of a wait still open (an operator's retry
+    may have opened it again after a rejection), or ``None`` (a first run).
 
     Raises ``NonDeterminismError`` when the code now waits for another signal.
     """
     if recorded is None:
         return None
     last = recorded[-1]
-    if isinstance(last, SignalReceived | SignalTimedOut):
+    if isinstance(last, SignalReceived | SignalTimedOut | SignalRejected):
         return last
     waiting = recorded[0]
-    assert isinstance(waiting, SignalWaiting)
+    assert isinstance(waiting, SignalWaiting) and isinstance(last, SignalWaiting)
     if waiting.signal != name:
         raise NonDeterminismError(
             f"execution {execution_id}: {sid!r} waited for signal {waiting.signal!r}, the "
@@ -161,7 +217,7 @@ def signal(
             recorded=waiting.signal,
             attempted=name,
         )
-    return waiting
+    return last
 
 
 def signal_waiting(
@@ -176,17 +232,35 @@ def signal_waiting(
 
 
 def signal_outcome(
-    waiting: SignalWaiting, execution_id: str, entry: MailboxEntry | None, now: int
+    waiting: SignalWaiting,
+    execution_id: str,
+    entry: MailboxEntry | None,
+    now: int,
+    misfit: tuple[str, str] | None = None,
 ) -> tuple[Event, list[Op]] | None:
-    """What an open wait records now: the oldest buffered ``entry`` consumed (the take and
-    the record in one transaction), a timeout once ``now`` reaches the deadline, or
-    ``None`` (wait on)."""
+    """What an open wait records now: the ``entry`` it takes (``first_taken``) consumed,
+    as received or, when its payload does not fit (``misfit``: the expected type's name
+    and why), as rejected; a timeout once ``now`` reaches the deadline; or ``None`` (wait
+    on). The take rides with the record, in one transaction; a timeout carries
+    ``RequireNoSignal``, so it is refused if a signal the wait takes came meanwhile."""
     sid, deadline = waiting.step_id, waiting.deadline
     ops: list[Op] = []
     if deadline is not None:
         ops.append(RemoveTimer(Timer(deadline, execution_id, sid)))
     if entry is not None:
         ops.insert(0, TakeSignal(execution_id, entry.seq))
+        if misfit is not None:
+            expected, why = misfit
+            rejected = SignalRejected(
+                at=now,
+                step_id=sid,
+                signal=waiting.signal,
+                payload=entry.payload,
+                mailbox_seq=entry.seq,
+                expected=expected,
+                error={"type": "durably.SignalPayloadError", "message": why},
+            )
+            return rejected, ops
         received = SignalReceived(
             at=now,
             step_id=sid,
@@ -196,5 +270,6 @@ def signal_outcome(
         )
         return received, ops
     if deadline is not None and now >= deadline:
+        ops.append(RequireNoSignal(execution_id, waiting.signal, deadline))
         return SignalTimedOut(at=now, step_id=sid, signal=waiting.signal), ops
     return None

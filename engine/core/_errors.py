@@ -40,13 +40,23 @@ class ConfigurationError(DurablyError, ValueError):
 class UnknownWorkflowError(DurablyError, LookupError):
     """A workflow name that no registered definition has."""
 
-    def __init__(self, name: str, registered: list[str]) -> None:
+    def __init__(self, name: str, registered: list[str], *, face: str = "engine") -> None:
         self.name = name
         self.registered = registered
-        names = ", ".join(sorted(registered)) or "(none)"
+        names = ", ".join(sorted(map(str, registered))) or "(none)"
+        if face == "client":
+            todo = (
+                "With no worker running, the client checks this call itself: pass the "
+                "definition in Client(..., workflows=[...]), or start the store's worker."
+            )
+        else:
+            todo = (
+                "A worker runs only the workflows it registers: pass the definition in "
+                "Engine(..., workflows=[...]) or call engine.register(definition)."
+            )
         super().__init__(
-            f"no workflow named {name!r} is registered with this engine; registered: {names}. "
-            "Pass the definition in Engine(..., workflows=[...])."
+            f"no workflow named {name!r} is registered with this {face}; registered: "
+            f"{names}. {todo}"
         )
 
 
@@ -144,6 +154,34 @@ class SignalTimeoutError(DurablyError, TimeoutError):
     """``wait_for_signal`` without a ``timeout=`` result shape timed out."""
 
 
+class SignalPayloadError(DurablyError, TypeError):
+    """``wait_for_signal`` took a signal whose payload does not fit the signal's type.
+
+    Sent by a sender that did not know the type (the command line, a client naming the
+    signal by a string). The signal is consumed and recorded as rejected, so the wait
+    raises this on every replay alike and never takes it again. Catch it to wait again;
+    uncaught, it fails the execution, and an operator's retry makes the wait wait for the
+    next signal.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        signal: str,
+        step_id: str,
+        expected: str,
+        payload: Any,
+        execution_id: str | None = None,
+    ) -> None:
+        self.signal = signal
+        self.step_id = step_id
+        self.expected = expected
+        self.payload = payload
+        self.execution_id = execution_id
+        super().__init__(message)
+
+
 class StoreError(DurablyError):
     """The store failed; the batch that hit it was not acknowledged."""
 
@@ -166,6 +204,24 @@ class CorruptRecordError(StoreError):
 
 class StoreClosedError(StoreError):
     """The store was used after it was closed."""
+
+
+class StoreCorruptError(StoreError):
+    """The store's files are damaged beyond one execution's records: a truncated data
+    file, a page LMDB cannot read, a damaged index. Nothing was written; the message names
+    the file. Run ``durably check --store PATH`` to see what is damaged, and restore the
+    store from a backup (docs/operations.md, "Backups")."""
+
+
+class StorePathError(StoreError):
+    """A store path that cannot hold a store: a file where its directory should be, a
+    parent directory that does not exist, no permission. Raised when the engine or client
+    opens; nothing was created. The message names the path and what to change."""
+
+
+class StoreNotFoundError(StorePathError, FileNotFoundError):
+    """No store at the path, and the caller opens only an existing one (a ``Client``
+    without ``create=True``): a typo in the path does not create an empty store."""
 
 
 class WorkflowTimeoutError(DurablyError, TimeoutError):

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import attrs
 import orjson
 
-from ._errors import CorruptRecordError
+from ._codec import explain
+from ._errors import CorruptRecordError, PayloadError
 
 
 @attrs.frozen
@@ -139,6 +140,22 @@ class SignalTimedOut(Event):
 
 
 @attrs.frozen
+class SignalRejected(Event):
+    """A signal whose payload does not fit the wait's type: consumed like a received one,
+    so that it is not taken again, and raised by the wait as ``SignalPayloadError``, on
+    every replay alike. ``expected`` names the type, ``error`` says why."""
+
+    tag = "signal.rejected"
+    command = "signal"
+    step_id: str
+    signal: str
+    payload: Any
+    mailbox_seq: int
+    expected: str
+    error: dict[str, Any]
+
+
+@attrs.frozen
 class ValueRecorded(Event):
     """A deterministic value (``now``, ``random``, ``uuid``) recorded on first use."""
 
@@ -243,6 +260,7 @@ def _register() -> None:
         SignalWaiting,
         SignalReceived,
         SignalTimedOut,
+        SignalRejected,
         ValueRecorded,
         Emitted,
         Noted,
@@ -263,10 +281,21 @@ _register()
 
 
 def encode(event: Event) -> bytes:
-    """The stored bytes of ``event`` (raises ``TypeError`` on a non-JSON value)."""
+    """The stored bytes of ``event``; :class:`PayloadError` (a ``TypeError``) if it cannot
+    be stored.
+
+    The fast paths of ``_codec.shape`` and ``roundtrip`` hand a ``str`` or ``int`` on as
+    it is, so this encoding is where an integer past 64 bits or a string that is not valid
+    UTF-8 is caught: by orjson, at no cost to the values that fit.
+    """
     data = {name: getattr(event, name) for name in _FIELDS[type(event)]}
     data["t"] = event.tag
-    return orjson.dumps(data)
+    try:
+        return orjson.dumps(data)
+    except TypeError as exc:
+        step_id = data.get("step_id")
+        what = f"step {step_id!r}" if isinstance(step_id, str) else f"the {event.tag} event"
+        raise PayloadError(f"{what}: {explain(exc)}") from None
 
 
 def decode(raw: bytes, execution_id: str | None = None) -> Event:

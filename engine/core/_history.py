@@ -10,20 +10,48 @@ from __future__ import annotations
 import math
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
-from ._errors import type_name
+from ._errors import ConfigurationError, type_name
 from ._events import Event, ExecutionResumed, ExecutionStarted, OperatorActed, StepFailed
 from ._records import Timer
+
+#: The last millisecond a datetime can show (9999-12-31 23:59:59.999 UTC). Due times are
+#: capped here: a wait asked to end later (``inf`` seconds, say) waits until then, which
+#: is forever, and a record's wake-up time still reads as a datetime.
+LAST_MS = 253_402_300_799_999
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def due_after(start_ms: int, seconds: float) -> int:
     """The due time ``seconds`` after ``start_ms``, rounded up to the next millisecond: a
-    durable timer never fires before the instant asked for."""
-    # Rounded to a nanosecond first, so that 0.1 s is 100 ms and not 101.
-    return start_ms + math.ceil(round(seconds * 1000, 6))
+    durable timer never fires before the instant asked for, and a positive wait never
+    behaves as zero (it lasts at least a millisecond).
+
+    The duration is read to the nanosecond first, so that 0.1 s is 100 ms and not 101
+    (float products such as ``1.1 * 1000`` land a hair above the whole number). Zero is
+    no wait; a negative duration is a due time already past.
+    """
+    ms = seconds * 1000
+    if not ms > -LAST_MS:  # NaN (or an absurd negative), which no comparison can order
+        raise ConfigurationError(f"a wait needs a number of seconds; got {seconds!r}")
+    if ms > LAST_MS - start_ms:  # also inf
+        return LAST_MS
+    whole = math.ceil(round(ms, 6))
+    if whole < 1 and seconds > 0:
+        whole = 1
+    return start_ms + whole
+
+
+def due_at(moment: datetime) -> int:
+    """The first epoch millisecond at or after the aware ``moment``, computed exactly
+    (``timestamp() * 1000`` rounds up a whole millisecond one time in a hundred)."""
+    return min(-((_EPOCH - moment) // _MS), LAST_MS)
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:

@@ -119,6 +119,10 @@ class MailboxEntry:
     signal: str
     payload: Any
     dedup_key: str | None = None
+    #: When it was sent (the sender's engine clock, epoch ms): a wait takes only a signal
+    #: sent at or before its deadline. ``None`` (an entry written before durably kept it)
+    #: counts as sent in time.
+    at: int | None = None
 
 
 class SignalOutcome(enum.Enum):
@@ -138,6 +142,10 @@ class PutSignalResult:
     #: The signal the execution was waiting for when this one was buffered (read in the
     #: same transaction, so the caller needs no second read to say "delivered").
     waiting_signal: str | None = None
+    #: True when the wait that is open takes this very signal: it waits for this name, no
+    #: older entry it would take first is buffered, no cancellation is pending, and the
+    #: signal was sent by the wait's deadline (``core/_decide.py`` ``receipt``).
+    delivered: bool = False
 
 
 # --- operations -------------------------------------------------------------------------
@@ -199,6 +207,28 @@ class PutSignal:
     signal: str
     payload: Any
     dedup_key: str | None = None
+    #: When the sender sent it (its engine clock, epoch ms); kept with the entry.
+    at: int | None = None
+
+
+class SignalArrived(Exception):
+    """Raised by ``RequireNoSignal``: a signal the wait takes is buffered after all."""
+
+
+@attrs.frozen
+class RequireNoSignal:
+    """Refuse the whole batch (raise ``SignalArrived``) if a signal ``signal`` that a wait
+    with ``deadline`` takes is buffered for the execution.
+
+    Rides with a wait's timeout, so that the timeout is recorded only if no signal the
+    wait takes committed since the wait looked: a sender told ``DELIVERED`` is never
+    contradicted. The one op that raises for a logical outcome: the commit actor then
+    re-applies each producer's ops alone, so only this producer's batch is refused.
+    """
+
+    execution_id: str
+    signal: str
+    deadline: int | None
 
 
 @attrs.frozen
@@ -226,6 +256,89 @@ class PutMeta:
     value: Any
 
 
+# --- the inbox: what clients' writes ask of the store's worker ---------------------------
+
+#: Kinds of inbox entry. An entry says only "look at this"; what to do is read from the
+#: store, so an entry carries no authority of its own.
+INBOX_START = "start"
+INBOX_SIGNAL = "signal"
+INBOX_CANCEL = "cancel"
+INBOX_CALL = "call"
+
+
+@attrs.frozen
+class InboxEntry:
+    """One thing a client asked the worker to look at: an execution, or a call's token."""
+
+    key: str
+    kind: str
+    #: A call's request (its stored bytes), or the ``CorruptRecordError`` met reading it.
+    request: bytes | Exception | None = None
+
+
+@attrs.frozen
+class Notify:
+    """An inbox entry for ``execution_id``: a client's write asks the worker to look.
+
+    Put in the batch of the write it announces, so the two are one transaction. Result:
+    ``None``; notifying the same execution and kind again before a drain keeps one entry.
+    """
+
+    execution_id: str
+    kind: str
+
+
+@attrs.frozen
+class TakeInbox:
+    """Remove and return up to ``limit`` inbox entries, in key order, each call entry with
+    its request (removed too; a damaged one is returned as its error, never kept).
+
+    Result: a list of ``InboxEntry``.
+    """
+
+    limit: int
+
+
+@attrs.frozen
+class PutCall:
+    """A client's request for the worker to run (JSON bytes), with its inbox entry."""
+
+    token: str
+    request: bytes
+
+
+@attrs.frozen
+class WithdrawCall:
+    """Remove a request the worker has not taken. Result: whether it was still there."""
+
+    token: str
+
+
+@attrs.frozen
+class PutReply:
+    """The worker's answer (JSON bytes) to the call ``token``, written at ``at_ms``."""
+
+    token: str
+    at_ms: int
+    reply: bytes
+
+
+@attrs.frozen
+class TakeReply:
+    """Remove and return the answer to ``token``: its bytes, ``None`` if there is none
+    yet, or the ``CorruptRecordError`` met reading it (the entry is removed all the same)."""
+
+    token: str
+
+
+@attrs.frozen
+class ExpireReplies:
+    """Remove answers written before ``before_ms`` (their callers are gone). Result: how
+    many were removed."""
+
+    before_ms: int
+
+
 Op = (
     CreateExecution
     | Append
@@ -233,8 +346,16 @@ Op = (
     | AddTimer
     | RemoveTimer
     | PutSignal
+    | RequireNoSignal
     | TakeSignal
     | PutSchedule
     | DeleteSchedule
     | PutMeta
+    | Notify
+    | TakeInbox
+    | PutCall
+    | WithdrawCall
+    | PutReply
+    | TakeReply
+    | ExpireReplies
 )

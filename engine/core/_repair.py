@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from ._errors import OperatorError
-from ._events import Event
+from ._events import Event, SignalRejected, SignalWaiting
 from ._records import AddTimer, ExecutionRecord, Op, Timer
 from ._status import RUNNING, wait_of
 
@@ -66,6 +66,21 @@ def resumed_record(
         updated_ms=now,
     )
     return resumed, ops
+
+
+def reopened_wait(events: list[Event], now: int) -> SignalWaiting | None:
+    """The signal wait an operator's retry opens again, if the execution stopped at one
+    that rejected a signal (its payload did not fit the signal's type).
+
+    Appended with the retry, so that the replay finds the wait open and waits for the
+    next signal (the rejected one was consumed): a signal cannot put an execution beyond
+    repair. The deadline stays the recorded one: a retry does not move it.
+    """
+    last = next((e for e in reversed(events) if getattr(e, "step_id", None)), None)
+    if not isinstance(last, SignalRejected):
+        return None
+    first = next(e for e in events if isinstance(e, SignalWaiting) and e.step_id == last.step_id)
+    return SignalWaiting(at=now, step_id=last.step_id, signal=last.signal, deadline=first.deadline)
 
 
 def ended_record(

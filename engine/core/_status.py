@@ -29,6 +29,7 @@ from ._events import (
     ExecutionStarted,
     OperatorActed,
     SignalReceived,
+    SignalRejected,
     SignalTimedOut,
     SignalWaiting,
     StepRetrying,
@@ -130,5 +131,5 @@ def record_changes(event: Event) -> Mapping[str, Any]:
     return {"status": status, "waiting_signal": None, "timer": None}
 
 
-_WAIT_ENDERS = frozenset((TimerFired, SignalReceived, SignalTimedOut))
+_WAIT_ENDERS = frozenset((TimerFired, SignalReceived, SignalRejected, SignalTimedOut))
 _WAITS = frozenset(("sleeping", "waiting", "retrying"))

@@ -18,6 +18,7 @@ from ._events import (
     Event,
     Noted,
     SignalReceived,
+    SignalRejected,
     SignalTimedOut,
     SignalWaiting,
     StepCompleted,
@@ -46,7 +47,8 @@ class StepView:
 
     ``kind`` is the command (``step``, ``sleep``, ``signal``, ``emit``, ``note``,
     ``switch``, ``compensate``, ``value``); ``status`` where it stands (``completed``,
-    ``failed``, ``retrying``, ``skipped``, ``waiting``, ``timed_out``); ``result`` the
+    ``failed``, ``retrying``, ``skipped``, ``waiting``, ``timed_out``, ``rejected``: a
+    signal whose payload did not fit, its ``error`` says why); ``result`` the
     recorded value (a step's result, a signal's payload, a switch's result). Internal
     commands have ids starting with ``__`` or ``rollback:``.
     """
@@ -119,6 +121,8 @@ def _view(step_id: str, group: list[Event]) -> StepView:
             result = last.payload
         case SignalTimedOut():
             status = "timed_out"
+        case SignalRejected():
+            status, error = "rejected", last.error
         case ValueRecorded():
             result = last.value
         case Emitted():

@@ -1,264 +1,188 @@
-"""The worker's and the clients' ends of the local wake-up channel (see ``_wire.py``).
+"""A client's end of the wake-up channel: hints to the worker, the wake-ups it sends
+back, and calls carried through the store (see ``_wire.py`` and ``_listener.py``).
 
 Rules of this module:
 
-- The store is the truth, hints are not: every hint follows a durable write, and a lost
-  one costs latency. The worker polls for pending executions only while clients are
-  active; recovery finds everything else at start.
-- The worker's end (``Listener``) acts through a ``WorkerPort`` (the supervisor) and an
-  ``answer`` callable (the engine's calls); it knows nothing else of the engine.
-- Calls that must not race the worker's own writes (operator actions, schedule changes)
-  are run by the worker when one holds the store, answered over the channel
-  (``ClientChannel.call``); with no worker, by the caller under the worker lock.
-- One writer per socket: trio refuses two concurrent sends on one socket (``lock``).
+- Every hint follows a durable write that carries its inbox entry; the hint is sent
+  before the client's call returns, at once and without waiting (``Sender``): a full
+  queue or no worker drops it, and the worker's periodic look finds the entry.
+- A call (schedule change, operator action) is a request in the store; the worker's
+  answer is a record in the store, which this client takes (reads and removes). The
+  datagrams either way only say "look now"; without them, both sides re-read the store.
+- ``close`` is idempotent; after it, hints are silent no-ops and waits fall back to
+  their poll.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, NoReturn
 
 import trio
 
-from durably.stores import ExecutionRecord, MailboxEntry, Store
+from durably.stores import Op, PutCall, TakeReply, WithdrawCall
 
 from ..core import _errors
-from ..core._errors import DurablyError
-from ..core._records import CANCEL_SIGNAL, cancel_args
-from ..core._status import TERMINAL
+from ..core._calls import CALL_TIMEOUT_S, decode_reply, encode_request
+from ..core._errors import DurablyError, PayloadError
 from . import _wire
 
+log = logging.getLogger("durably")
 
-class WorkerPort(Protocol):
-    """What the worker's end of the channel needs of the supervisor."""
-
-    live: dict[str, Any]
-    runq: dict[str, Any]
-
-    @property
-    def parts(self) -> Any: ...
-
-    def spawn(
-        self, execution_id: str, *, cancel: tuple[str | None, str | None] | None = None
-    ) -> None: ...
-
-    def signalled(self, execution_id: str, waiting: bool) -> None: ...
-
-    def first_signal(self, execution_id: str, name: str) -> MailboxEntry | None: ...
-
-
-class Listener:
-    """The worker's end: act on clients' hints, answer their calls, and poll for what a
-    lost hint missed."""
-
-    def __init__(
-        self,
-        worker: WorkerPort,
-        answer: Callable[[str, dict[str, Any]], Awaitable[Any]],
-        path: str,
-        poll_interval: float,
-    ) -> None:
-        self._worker = worker
-        self._answer = answer
-        self.path = path
-        self._poll_interval = poll_interval
-        self._socket: trio.socket.SocketType | None = None
-        self._nursery: trio.Nursery | None = None
-        self._watchers: dict[str, set[str]] = {}
-        self._hinted = trio.Event()
-        self._lock = trio.Lock()
-
-    @property
-    def _store(self) -> Store:
-        store: Store = self._worker.parts.store
-        return store
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        sock = await _wire.bind(self.path)
-        self._socket = sock
-        try:
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._poll_pending)
-                task_status.started()
-                while True:
-                    message = await _wire.receive(sock)
-                    self._hinted.set()
-                    if message is not None:
-                        self._on_hint(message)
-        finally:
-            self._nursery = None
-            sock.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
-
-    def finished(self, execution_id: str) -> None:
-        """An execution ended: tell the clients watching it."""
-        for reply in self._watchers.pop(execution_id, ()):
-            self._send_soon({"op": "done", "eid": execution_id}, reply)
-
-    def _on_hint(self, message: dict[str, Any]) -> None:
-        op, eid = message.get("op"), message.get("eid")
-        if not isinstance(eid, str):
-            return
-        try:
-            record: ExecutionRecord | None = self._store.get_execution(eid)
-        except DurablyError:
-            return
-        if op == "call":
-            reply = message.get("reply")
-            if isinstance(reply, str) and self._nursery is not None:
-                self._nursery.start_soon(self._remote_call, message, reply)
-            return
-        if op == "watch":
-            reply = message.get("reply")
-            if isinstance(reply, str):
-                if record is None or record.status in TERMINAL:
-                    self._send_soon({"op": "done", "eid": eid}, reply)
-                else:
-                    self._watchers.setdefault(eid, set()).add(reply)
-            return
-        if record is None or record.status in TERMINAL:
-            return
-        if op == "cancel":
-            entry = self._worker.first_signal(eid, CANCEL_SIGNAL)
-            if entry is not None:
-                self._worker.spawn(eid, cancel=cancel_args(entry.payload))
-        elif op == "signal":
-            name = message.get("name")
-            self._worker.signalled(eid, record.waiting_signal == name)
-        elif op == "wake":
-            self._worker.spawn(eid)
-
-    async def _remote_call(self, message: dict[str, Any], reply: str) -> None:
-        answer: dict[str, Any] = {"op": "called", "eid": message["eid"], "error": None}
-        try:
-            value = await self._answer(str(message.get("method")), dict(message.get("args") or {}))
-            answer["value"] = value if isinstance(value, str) else None
-        except DurablyError as exc:
-            answer["error"] = str(exc)
-            answer["kind"] = type(exc).__name__
-        await self._send(answer, reply)
-
-    async def _poll_pending(self) -> None:
-        """Fallback for hints that never arrived: start pending executions nobody runs.
-
-        Polls only while clients are active (a hint arrived since the last poll): a hint
-        is lost only when the worker's queue overflows, that is under client traffic, and
-        work written while no worker ran is found by recovery. An idle worker never polls.
-        """
-        while True:
-            await self._hinted.wait()
-            self._hinted = trio.Event()
-            await trio.sleep(self._poll_interval)
-            for record in self._store.list_executions(status="pending", limit=1000):
-                if record.id not in self._worker.live and record.id not in self._worker.runq:
-                    self._worker.spawn(record.id)
-
-    def _send_soon(self, message: dict[str, Any], to: str) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(self._send, message, to)
-
-    async def _send(self, message: dict[str, Any], to: str) -> None:
-        if self._socket is None:
-            return
-        async with self._lock:  # one writer per socket (trio refuses two)
-            await _wire.send(self._socket, to, message)
+Commit = Callable[[list[Op]], Awaitable[list[Any]]]
 
 
 class ClientChannel:
-    """A client's end: its reply socket, the hints it sends, the answers it waits for."""
+    """A client's end: its reply socket, the hints it sends, the wake-ups it waits for."""
 
     def __init__(self, worker_path: str | None) -> None:
         self.worker_path = worker_path
         self.path: str | None = None
         self._socket: trio.socket.SocketType | None = None
-        self._nursery: trio.Nursery | None = None
-        self._lock = trio.Lock()
+        self._sender: _wire.Sender | None = None
+        self._closed = False
         self._finished: dict[str, trio.Event] = {}
-        self._replies: dict[str, tuple[trio.Event, list[dict[str, Any]]]] = {}
+        self._called: dict[str, trio.Event] = {}
 
     async def open(self, nursery: trio.Nursery) -> None:
-        if self.worker_path is None:
+        if self.worker_path is None or self._closed:
             return
-        self.path = _wire.client_socket_path()
-        self._socket = await _wire.bind(self.path)
-        self._nursery = nursery
-        nursery.start_soon(self._receive)
+        if _wire.is_fallback(self.worker_path) and not _wire.private_directory(self.worker_path):
+            log.warning(
+                "durably: %s is not a private directory of this user; no hints are sent "
+                "there (the worker finds this client's writes by its periodic look)",
+                os.path.dirname(self.worker_path),
+            )
+            return
+        self._sender = _wire.Sender()
+        path = _wire.client_socket_path()
+        try:
+            self._socket = await _wire.bind(path)
+        except OSError as exc:
+            log.warning("durably: no reply socket (%s); waits re-read the store", exc)
+            return
+        self.path = path
+        nursery.start_soon(self._receive, self._socket)
 
     def close(self) -> None:
+        """Close the sockets (idempotent); waits in progress wake and re-read the store."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sender is not None:
+            self._sender.close()
         if self._socket is not None:
             self._socket.close()
-            if self.path is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        for waiters in (self._finished, self._called):
+            for event in waiters.values():
+                event.set()
+            waiters.clear()
 
-    async def _receive(self) -> None:
-        """The worker's answers (finished executions, call results)."""
-        assert self._socket is not None
+    def hint(self, message: dict[str, Any]) -> bool:
+        """Tell the worker to look at the store now; False if it did not go (no worker,
+        a full queue, a closed channel): the worker's periodic look will find it."""
+        if self._closed or self._sender is None:
+            return False
+        return self._sender.send(self.worker_path, message)
+
+    async def _receive(self, sock: trio.socket.SocketType) -> None:
+        """The worker's wake-ups ("done", "called"); anything else is ignored."""
         while True:
-            message = await _wire.receive(self._socket)
+            try:
+                message = await _wire.receive(sock)
+            except (trio.ClosedResourceError, OSError):
+                return  # closed (perhaps while this task still ran)
             if message is None or not isinstance(message.get("eid"), str):
                 continue
-            eid = message["eid"]
-            if message.get("op") == "done":
-                event = self._finished.pop(eid, None)
-                if event is not None:
-                    event.set()
-            elif message.get("op") == "called":
-                waiter = self._replies.pop(eid, None)
-                if waiter is not None:
-                    waiter[1].append(message)
-                    waiter[0].set()
+            op = message.get("op")
+            waiters = self._finished if op == "done" else self._called if op == "called" else {}
+            event = waiters.pop(message["eid"], None)
+            if event is not None:
+                event.set()
 
-    def hint_soon(self, message: dict[str, Any]) -> None:
-        if self._nursery is not None and self._socket is not None:
-            self._nursery.start_soon(self.hint, message)
-
-    async def hint(self, message: dict[str, Any]) -> None:
-        if self._socket is None or self.worker_path is None:
-            return
-        async with self._lock:
-            await _wire.send(self._socket, self.worker_path, message)
+    async def _wait(self, waiters: dict[str, trio.Event], key: str, seconds: float) -> None:
+        event = waiters.get(key)
+        if event is None and not self._closed:
+            event = waiters[key] = trio.Event()
+        with trio.move_on_after(seconds):
+            if event is not None:
+                await event.wait()
+            else:
+                await trio.sleep_forever()
 
     async def wait_finished(self, execution_id: str, poll_interval: float) -> None:
         """Ask the worker to say when the execution ends; wake at ``poll_interval`` at
         the latest, in case the worker is not running (the caller re-reads the store)."""
-        event = self._finished.get(execution_id)
-        if event is None:
-            event = self._finished[execution_id] = trio.Event()
-        await self.hint({"op": "watch", "eid": execution_id, "reply": self.path})
-        with trio.move_on_after(poll_interval):
-            await event.wait()
+        if self.path is not None and not self._closed:
+            self.hint({"op": "watch", "eid": execution_id, "reply": self.path})
+        await self._wait(self._finished, execution_id, poll_interval)
 
-    async def call(self, method: str, wire_args: dict[str, Any], store_path: str) -> Any:
-        """Have the store's worker run ``method`` and wait for its answer (30 s)."""
-        token = secrets.token_hex(8)
-        answered, waiter = trio.Event(), list[dict[str, Any]]()
-        self._replies[token] = (answered, waiter)
-        message = {
-            "op": "call",
-            "eid": token,
-            "method": method,
-            "args": wire_args,
-            "reply": self.path,
-        }
-        with trio.move_on_after(30):
-            await self.hint(message)
-            await answered.wait()
-        self._replies.pop(token, None)
-        if not waiter:
-            raise DurablyError(
-                f"the worker of {store_path} did not answer the {method} request within "
-                "30 s; check the state before trying again"
+    async def call(
+        self,
+        commit: Commit,
+        now_ms: Callable[[], int],
+        method: str,
+        args: dict[str, Any],
+        *,
+        max_payload_bytes: int,
+        poll_interval: float,
+        store_path: str,
+    ) -> Any:
+        """Have the store's worker run ``method`` through the store; its answer, or its
+        error as the same durably error type. Gives up after ``CALL_TIMEOUT_S``."""
+        token = secrets.token_hex(16)
+        deadline_ms = now_ms() + int(CALL_TIMEOUT_S * 1000)
+        try:
+            request = encode_request(method, args, self.path, deadline_ms)
+        except TypeError as exc:
+            raise PayloadError(
+                f"the arguments of {method} cannot be stored as JSON: {exc}"
+            ) from exc
+        if len(request) > max_payload_bytes:
+            raise PayloadError(
+                f"the {method} request is {len(request)} bytes encoded, over "
+                f"max_payload_bytes ({max_payload_bytes}); nothing was sent. Keep large "
+                "data outside the store (a file, an object store) and pass a reference to it."
             )
-        error = waiter[0].get("error")
-        if error:
-            raise _rebuild_error(str(waiter[0].get("kind")), str(error))
-        return waiter[0].get("value")
+        await commit([PutCall(token, request)])
+        self.hint({"op": "call", "eid": token})
+        deadline = trio.current_time() + CALL_TIMEOUT_S
+        while True:
+            # Outside any cancel scope of ours: an answer taken is never dropped.
+            [reply] = await commit([TakeReply(token)])
+            left = deadline - trio.current_time()
+            if reply is not None or left <= 0:
+                break
+            await self._wait(self._called, token, min(poll_interval, left))
+        self._called.pop(token, None)
+        if reply is None:
+            await self._withdraw(commit, token, method, store_path)
+        if isinstance(reply, Exception):
+            raise reply
+        answer = decode_reply(reply)
+        if answer.error is not None:
+            raise _rebuild_error(answer.kind or "", answer.error)
+        return answer.value
+
+    async def _withdraw(self, commit: Commit, token: str, method: str, store_path: str) -> NoReturn:
+        [pending] = await commit([WithdrawCall(token)])
+        if pending:
+            raise DurablyError(
+                f"the worker of {store_path} did not take the {method} request within "
+                f"{CALL_TIMEOUT_S:g} s (is it running? is its event loop blocked?); the "
+                "request was withdrawn and nothing was done"
+            )
+        raise DurablyError(
+            f"the worker of {store_path} took the {method} request but did not answer "
+            f"within {CALL_TIMEOUT_S:g} s; check the state before trying again"
+        )
 
 
 def _rebuild_error(kind: str, message: str) -> DurablyError:

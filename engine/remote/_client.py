@@ -2,8 +2,9 @@
 store's one worker (a web server, a script, the command line).
 
 A client executes nothing. Its writes are durable at once (the same ``Gateway`` calls as
-the engine's); a hint over the local wake-up channel makes the worker act on them within
-milliseconds, and the worker's recovery finds them if it was not running.
+the engine's), each with an inbox entry in the same transaction: the worker acts on it
+within milliseconds when the hint that follows arrives, within ``poll_interval`` when it
+is lost, and at its next start when it was not running.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ from typing import Any
 
 import trio
 
-from durably.stores import ExecutionRecord, LmdbStore, Store
+from durably.stores import ExecutionRecord, Store
 from durably.stores._flock import try_lock
 
 from ..core._audit import AuditEntry, audit_trail
+from ..core._calls import check_call
 from ..core._errors import ConfigurationError
 from ..core._events import Event, decode_all
 from ..core._records import OPERATOR_ACTIONS
 from ..core._workflow import WorkflowDefinition
 from ..runtime._clock import Clock
 from ..runtime._commit import Committer
-from ..runtime._gateway import Gateway, exit_nursery
+from ..runtime._gateway import Gateway
+from ..runtime._host import exit_nursery, require_trio
 from ..runtime._operator import Operator
+from ..runtime._paths import open_store, store_path
 from ..runtime._ports import Parts, ScheduleHost, Settings
 from ..runtime._scheduler import Scheduler
 from ..runtime._schedules import ScheduleManager
@@ -40,7 +44,11 @@ class Client(Gateway):
 
     Use as ``async with durably.Client(path) as client:``. While it waits, it re-reads the
     store every ``poll_interval`` seconds in case a wake-up from the worker is lost.
-    Workflows may be named by string; ``workflows=`` gives their types to ``wait``.
+    A path must hold a store already (``StoreNotFoundError`` otherwise, so that a typo
+    does not create an empty store no worker serves); ``create=True`` makes a new one.
+    Workflows may be started by name without their definitions (the input is stored as
+    given, and the worker checks it when it runs it); ``workflows=`` gives their types to
+    ``start`` and ``wait``.
     """
 
     def __init__(
@@ -51,18 +59,29 @@ class Client(Gateway):
         poll_interval: float = 1.0,
         clock: Clock | None = None,
         max_payload_bytes: int = 16 * 1024 * 1024,
+        create: bool = False,
     ) -> None:
         settings = Settings(max_payload_bytes=max_payload_bytes)
+        if not isinstance(store, Store):
+            store = store_path(store, "Client")
         super().__init__(store, workflows=workflows, clock=clock, settings=settings)
+        self._registry.face = "client"  # names it does not know are the worker's to check
+        self._create = create
         self._poll_interval = poll_interval
         self._channel = ClientChannel(None)
         self._operator: Operator | None = None
 
     async def __aenter__(self) -> Client:
+        require_trio("Client")
         if self._running:
             raise ConfigurationError("this client is already open; create one per use")
         if self._owns_store:
-            self.store = LmdbStore(self._store_arg, lock=False)  # type: ignore[arg-type]
+            self.store = open_store(
+                self._store_arg,  # type: ignore[arg-type]
+                face="Client",
+                lock=False,
+                create=self._create,
+            )
         self.clock.bind()
         self._committer = Committer(self.store)
         # A scheduler that never runs: the local fallback of a schedule call (no worker
@@ -76,6 +95,8 @@ class Client(Gateway):
         self._channel = ClientChannel(
             None if store_path is None else _wire.worker_socket_path(store_path)
         )
+        # Only a store with a path has a worker in another process to tell.
+        self._notifies_worker = store_path is not None
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         try:
@@ -108,19 +129,22 @@ class Client(Gateway):
             if self._owns_store:
                 self.store.close()
 
-    # --- the Gateway's hooks: a client hints the worker ---
+    # --- the Gateway's hooks: a client's writes carry an inbox entry; it hints the worker ---
+
+    #: Each start, signal and cancel request is committed with its inbox entry.
+    _notifies_worker = True
 
     def _started(self, record: ExecutionRecord, first: Event) -> None:
-        self._channel.hint_soon({"op": "wake", "eid": record.id})
+        self._channel.hint({"op": "wake", "eid": record.id})
 
     def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:
-        self._channel.hint_soon({"op": "signal", "eid": execution_id, "name": name})
+        self._channel.hint({"op": "signal", "eid": execution_id})
 
     def _cancel_requested(
         self, execution_id: str, reason: str | None, by: str | None, *, durable: bool
     ) -> None:
         if durable:
-            self._channel.hint_soon({"op": "cancel", "eid": execution_id})
+            self._channel.hint({"op": "cancel", "eid": execution_id})
 
     async def _wait_finished(self, execution_id: str) -> None:
         await self._channel.wait_finished(execution_id, self._poll_interval)
@@ -130,7 +154,8 @@ class Client(Gateway):
     ) -> Any:
         """Run a call that must not race the worker's own writes where it is safe: in
         the store's worker, or here when no worker holds the store (its lock is held
-        meanwhile, so none starts)."""
+        meanwhile, so none starts). Both ways the arguments pass the worker's checks."""
+        check_call(method, wire)
         store_path = getattr(self.store, "path", None)
         lock = None if store_path is None else try_lock(Path(store_path))
         if store_path is None or lock is not None:
@@ -139,7 +164,15 @@ class Client(Gateway):
             finally:
                 if lock is not None:
                     lock.close()
-        return await self._channel.call(method, wire, str(store_path))
+        return await self._channel.call(
+            self._committer.commit,
+            self.clock.now_ms,
+            method,
+            wire,
+            max_payload_bytes=self._settings.max_payload_bytes,
+            poll_interval=self._poll_interval,
+            store_path=str(store_path),
+        )
 
     # --- reading and operating ---
 

@@ -9,10 +9,12 @@ Rules of this module:
 - Parking: a waiting actor that must give up its place (too many live executions, engine
   stopping) unwinds the workflow with ``_Suspend``. Its state is all in the log; a later
   wake replays it.
-- Supervision: user errors fail the execution (recorded); store errors stop the actor
-  without writing (the engine retries it once the store accepts writes again); anything
-  else is an engine bug, recorded as the execution's failure rather than taking the
-  engine down.
+- Supervision: user errors fail the execution (recorded), and so does any
+  ``BaseException`` the workflow raises (``SystemExit``, its own subclasses), except the
+  host's ``KeyboardInterrupt``, trio's cancellation and durably's own unwinding
+  (``_primitive.unwinds``); store errors stop the actor without writing (the engine
+  retries it once the store accepts writes again); anything else is an engine bug,
+  recorded as the execution's failure rather than taking the engine down.
 - Replay hang bound: while the run is still answered from the log (``replayer.replaying``)
   it must reach new work within ``engine.max_replay_seconds`` of trio time. Replay only
   reads the log, so a replay that takes longer is awaiting something outside a step; it is
@@ -56,7 +58,7 @@ from ..core._replay import Replayer
 from ..core._status import record_changes
 from ._context import Context
 from ._latch import Wake
-from ._primitive import _CompensationFailure
+from ._primitive import _CompensationFailure, _ControlFlow, concurrent_calls, unwinds
 from ._recorder import Recorder, _EngineFailure
 
 if TYPE_CHECKING:
@@ -66,21 +68,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("durably")
 
 
-class _Suspend(BaseException):
-    """Internal: unwind the workflow so that the actor can park.
-
-    A ``BaseException`` so that workflow code's ``except Exception`` cannot swallow it.
-    """
+class _Suspend(_ControlFlow):
+    """Internal: unwind the workflow so that the actor can park."""
 
 
-class _ReplayHung(BaseException):
+class _ReplayHung(_ControlFlow):
     """Internal: replay did not reach new work within ``engine.max_replay_seconds``."""
 
 
-def _unwrap(exc: Exception) -> Exception:
-    """The one error inside a workflow's own nursery, so the record names it (a group of
-    one says only "Exceptions from Trio nursery")."""
-    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+def _unwrap(exc: BaseException) -> BaseException:
+    """The error a workflow's own nursery stands for, so the record names it: the one
+    member of a group of one (a group says only "Exceptions from Trio nursery"), or the
+    refusal of overlapping durable calls if the group holds one (the rule that was
+    broken; the group's other members followed from the overlap)."""
+    while isinstance(exc, BaseExceptionGroup):
+        group = exc.subgroup(concurrent_calls)
+        if group is not None:
+            refused: BaseException = group
+            while isinstance(refused, BaseExceptionGroup):
+                refused = refused.exceptions[0]
+            return refused
+        if len(exc.exceptions) != 1:
+            break
         exc = exc.exceptions[0]
     return exc
 
@@ -197,6 +206,11 @@ class ExecutionActor(Recorder):
             host.store_failed(self.execution_id, exc.error)
         except _Suspend:
             self.parked = True
+        except trio.Cancelled:
+            # Only the engine's own stop gets here (the actor's scope catches the rest).
+            if self.record_.recoveries and not self.catching_up:
+                await self.forgive()
+            raise
         except _ReplayHung:
             log.error(
                 "execution %s: replay did not reach new work within %s s (max_replay_seconds)",
@@ -204,7 +218,9 @@ class ExecutionActor(Recorder):
                 self.parts.settings.max_replay_seconds,
             )
             self.hung = True  # the supervisor counts it as a failed recovery, tries again
-        except Exception as exc:  # an engine bug: record it, never take the engine down
+        except BaseException as exc:  # an engine bug: record it, never take the engine down
+            if unwinds(exc):
+                raise
             log.exception("internal error in execution %s", self.execution_id)
             try:
                 await self.finish(
@@ -255,7 +271,9 @@ class ExecutionActor(Recorder):
         except _CompensationFailure as exc:
             await self._compensation_failed(exc)
             return
-        except Exception as raised:
+        except BaseException as raised:  # SystemExit too: one execution's failure
+            if unwinds(raised):
+                raise
             await self._failed(raised)
             return
         try:
@@ -283,6 +301,7 @@ class ExecutionActor(Recorder):
             self.parts.scheduler.arm(self.timeout_timer)
         if self.record_.status == "pending":
             self.stage_record(ops=[], status="running")
+        self.catching_up = self.replay_slot is not None or self.replayer.replaying
         return deadline
 
     async def _call_workflow(self, deadline: float) -> Any:
@@ -318,7 +337,7 @@ class ExecutionActor(Recorder):
             )
         return result
 
-    async def _failed(self, raised: Exception) -> None:
+    async def _failed(self, raised: BaseException) -> None:
         """Record how the workflow failed: a compensation, a divergence, its own error."""
         now = self.parts.clock.now_ms()
         if isinstance(raised, NonDeterminismError):
@@ -330,7 +349,10 @@ class ExecutionActor(Recorder):
         error = _unwrap(raised)
         if await self._diverged_before(error):
             return
-        await self.finish(ExecutionFailed(at=now, error=error_info(error)))
+        info = error_info(error)
+        if error is not raised:  # named by the member, but the whole group's traceback
+            info["traceback"] = error_info(raised)["traceback"]
+        await self.finish(ExecutionFailed(at=now, error=info))
 
     async def _compensation_failed(self, exc: _CompensationFailure) -> None:
         if await self._diverged_before(exc):

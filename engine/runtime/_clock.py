@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import trio
 
 #: Deadlines are set this much after the due time, so that when trio wakes us the
 #: millisecond clock is certain to read at least the due time (float rounding).
 _SLACK_S = 0.0001
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 class Clock:
@@ -28,17 +31,29 @@ class Clock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        if start is not None and start.tzinfo is None:
+        if start is not None and start.utcoffset() is None:
             raise ValueError("Clock(start=...) needs an aware datetime")
-        self._start_ms = None if start is None else int(start.timestamp() * 1000)
+        # Exact integers, not ``timestamp() * 1000``: that float reads about one
+        # millisecond in a hundred a hair low, and truncated it started a clock early.
+        self._start_ns = None if start is None else (start - _EPOCH) // _US * 1000
+        if self._start_ns is not None and self._start_ns < 0:
+            raise ValueError("Clock(start=...) must be in 1970 or later")
         self._wall0 = 0
         self._trio0: float | None = None
 
     def bind(self) -> None:
-        """Anchor to the running trio clock (called by the engine on start)."""
+        """Anchor to the running trio clock (called by the engine on start).
+
+        The start's sub-millisecond part is dropped (floored, exactly): the clock reads
+        at most a millisecond behind the wall clock, never ahead, so a due time computed
+        outside the engine from the wall clock is not reached early; and its
+        milliseconds count from the instant it binds, so a wait started then lasts its
+        full length in trio time too.
+        """
         if self._trio0 is None:
             self._trio0 = trio.current_time()
-            self._wall0 = self._start_ms if self._start_ms is not None else int(time.time() * 1000)
+            ns = self._start_ns if self._start_ns is not None else time.time_ns()
+            self._wall0 = ns // 1_000_000
 
     def now_ms(self) -> int:
         """The engine's time now, in epoch milliseconds."""
@@ -48,6 +63,7 @@ class Clock:
         return self._wall0 + math.floor((trio.current_time() - trio0) * 1000)
 
     def deadline(self, due_ms: int) -> float:
-        """The trio time at which ``due_ms`` has been reached."""
+        """The trio time at which ``due_ms`` has been reached: just after the instant
+        the clock turns to it, never before (``_SLACK_S``)."""
         assert self._trio0 is not None
         return self._trio0 + (due_ms - self._wall0) / 1000 + _SLACK_S

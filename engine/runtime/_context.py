@@ -37,19 +37,28 @@ from ..core._events import (
     Emitted,
     Noted,
     SignalReceived,
+    SignalRejected,
     SignalTimedOut,
     SignalWaiting,
     StepCompleted,
     StepRetrying,
     ValueRecorded,
 )
-from ..core._history import error_info
+from ..core._history import due_at, error_info
+from ..core._records import SignalArrived
 from ..core._retry import Retry
 from ..core._status import Wait, record_changes, wait_of
 from ..core._types import Received, Signal, TimedOut, from_ms
 from ._branching import Branching
-from ._ports import first_signal
-from ._primitive import _awaitable, _call_with_timeout, _current_step, _where
+from ._primitive import (
+    _awaitable,
+    _call_with_timeout,
+    _current_step,
+    _where,
+    host_await,
+    unwinds,
+)
+from ._signals import payload_error, restore
 
 T = TypeVar("T")
 
@@ -80,6 +89,30 @@ class Context(Branching):
     """The handle a workflow uses for everything durable. One per run of an execution."""
 
     # --- step ---
+
+    # Two overloads, so that a type checker solves T from an ``async def`` step (its
+    # awaited result) as from a plain one; a union parameter leaves it unsolved.
+    @overload
+    async def step(
+        self,
+        step_id: str,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        compensate: Callable[[T], Any] | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+    ) -> T: ...
+
+    @overload
+    async def step(
+        self,
+        step_id: str,
+        fn: Callable[..., T],
+        *args: Any,
+        compensate: Callable[[T], Any] | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+    ) -> T: ...
 
     async def step(
         self,
@@ -118,7 +151,7 @@ class Context(Branching):
             if decision.retry_at is not None:  # a recorded backoff: wait it out first
                 await self._resume_wait(Wait("retrying", None, (decision.retry_at, sid)))
                 await self._wait_until(decision.retry_at, sid, retrying=True)
-            if actor.record.recoveries:
+            if actor.catching_up:  # user code runs next: the replay's bounds are lifted
                 await actor.caught_up()
             if actor.deferred:
                 await actor.settle()  # woken with others: their resumption before this body
@@ -131,10 +164,13 @@ class Context(Branching):
                     if timeout is None:
                         value = cast(Any, fn(*args))
                         if _awaitable(value):
-                            value = await value
+                            host = host_await.get()
+                            value = await (value if host is None else host(value))
                     else:
                         value = await _call_with_timeout(fn, args, timeout, sid)
-                except Exception as exc:
+                except BaseException as exc:  # SystemExit too: this step's failure
+                    if unwinds(exc):
+                        raise
                     duration = (trio.current_time() - started) * 1000
                     await self._attempt_failed(sid, exc, attempt, duration, retry)
                     attempt += 1  # _attempt_failed raised unless the policy retries
@@ -160,9 +196,13 @@ class Context(Branching):
             self._busy = False
 
     async def _attempt_failed(
-        self, sid: str, exc: Exception, attempt: int, duration: float, retry: Retry | None
+        self, sid: str, exc: BaseException, attempt: int, duration: float, retry: Retry | None
     ) -> None:
-        """Record a failed attempt; wait out the retry's backoff, or raise ``StepError``."""
+        """Record a failed attempt; wait out the retry's backoff, or raise ``StepError``.
+
+        Any ``BaseException`` but those that ``unwinds`` passes on lands here: a body that
+        raises ``SystemExit`` fails its step, instead of stopping the worker for everyone.
+        """
         actor = self._actor
         info = error_info(exc)
         policy = retry if retry is not None else actor.definition.retry
@@ -224,6 +264,9 @@ class Context(Branching):
         """Sleep durably for ``seconds`` (or until an aware datetime ``until``).
 
         The wake-up time is recorded when the sleep starts; a restart does not move it.
+        It is rounded up to the engine clock's millisecond, so the sleep never ends
+        early: any positive ``seconds`` lasts at least 1 ms, 0 (or a past ``until``) is
+        a durable yield, and a wake-up past the year 9999 is capped there (forever).
         """
         if (seconds is None) == (until is None):
             raise ConfigurationError("ctx.sleep takes seconds or until=, exactly one")
@@ -231,8 +274,8 @@ class Context(Branching):
             raise ConfigurationError(
                 "ctx.sleep(until=...) needs an aware datetime (e.g. tzinfo=UTC)"
             )
-        if seconds is not None and seconds < 0:
-            raise ConfigurationError("ctx.sleep(seconds) needs seconds >= 0")
+        if seconds is not None and not seconds >= 0:  # NaN too
+            raise ConfigurationError(f"ctx.sleep(seconds) needs seconds >= 0; got {seconds!r}")
         sid = self._step_id(step_id, "sleep", True)
         self._enter()
         try:
@@ -243,7 +286,7 @@ class Context(Branching):
             if wake_at is not None:
                 await self._resume_wait(Wait("sleeping", None, (wake_at, sid)))
             else:
-                until_ms = None if until is None else until.timestamp() * 1000
+                until_ms = None if until is None else due_at(until)
                 now = actor.parts.clock.now_ms()
                 started, ops = decide.sleep_started(actor.execution_id, sid, now, seconds, until_ms)
                 await actor.append(started, sid, ops, **record_changes(started))
@@ -295,15 +338,27 @@ class Context(Branching):
 
     # --- signals ---
 
+    # A typed Signal gives its payload type; a plain name, whose payload is whatever JSON
+    # came, gives Any (so ``payload = await ctx.wait_for_signal("go")`` needs no annotation).
     @overload
     async def wait_for_signal(
-        self, signal: Signal[T] | str, *, timeout: None = None, step_id: str | None = None
+        self, signal: Signal[T], *, timeout: None = None, step_id: str | None = None
     ) -> T: ...
 
     @overload
     async def wait_for_signal(
-        self, signal: Signal[T] | str, *, timeout: float, step_id: str | None = None
+        self, signal: str, *, timeout: None = None, step_id: str | None = None
+    ) -> Any: ...
+
+    @overload
+    async def wait_for_signal(
+        self, signal: Signal[T], *, timeout: float, step_id: str | None = None
     ) -> Received[T] | TimedOut: ...
+
+    @overload
+    async def wait_for_signal(
+        self, signal: str, *, timeout: float, step_id: str | None = None
+    ) -> Received[Any] | TimedOut: ...
 
     async def wait_for_signal(
         self,
@@ -337,6 +392,8 @@ class Context(Branching):
         recorded = decide.signal(actor.replayer.issue(sid, "signal"), eid, sid, sig.name)
         if isinstance(recorded, SignalReceived):
             return _signal_result(shape, _codec.load(recorded.payload, sig.payload_type, where))
+        if isinstance(recorded, SignalRejected):
+            raise payload_error(recorded, eid)
         if isinstance(recorded, SignalTimedOut):
             return _timed_out(shape, sig.name, sid)
         if isinstance(recorded, SignalWaiting):
@@ -346,22 +403,35 @@ class Context(Branching):
             now = actor.parts.clock.now_ms()
             waiting, ops = decide.signal_waiting(eid, sid, sig.name, now, timeout)
             await actor.append(waiting, sid, ops, **record_changes(waiting))
-        timer = None if waiting.deadline is None else Timer(waiting.deadline, eid, sid)
+        deadline = waiting.deadline
+        timer = None if deadline is None else Timer(deadline, eid, sid)
         store = actor.parts.store
         while True:
-            entry = first_signal(store, eid, sig.name)
-            outcome = decide.signal_outcome(waiting, eid, entry, actor.parts.clock.now_ms())
-            if outcome is not None:
-                # Consumption (TakeSignal) and record ride together with the next durable
-                # call: one transaction, so a crash before it leaves the signal in the
-                # mailbox for the replay to consume again; never lost, never twice.
-                event, ops = outcome
-                actor.stage(event, sid, ops, **record_changes(event))
-                if isinstance(event, SignalTimedOut):
-                    return _timed_out(shape, sig.name, sid)
-                assert entry is not None
-                return _signal_result(shape, _codec.load(entry.payload, sig.payload_type, where))
-            await actor.wait_wake(timer)
+            entry = decide.first_taken(store.mailbox(eid), sig.name, deadline)
+            value, misfit = (None, None) if entry is None else restore(entry, sig, sid, where)
+            now = actor.parts.clock.now_ms()
+            outcome = decide.signal_outcome(waiting, eid, entry, now, misfit)
+            if outcome is None:
+                await actor.wait_wake(timer)
+                continue
+            event, ops = outcome
+            if isinstance(event, SignalTimedOut):
+                # Committed now, not with the next call: once it is recorded, a signal is
+                # told BUFFERED; and one the wait takes that committed since it looked
+                # (told DELIVERED) refuses this commit (RequireNoSignal): look again.
+                try:
+                    await actor.append(event, sid, ops, **record_changes(event))
+                except SignalArrived:
+                    continue
+                return _timed_out(shape, sig.name, sid)
+            # Consumption (TakeSignal) and record ride together with the next durable
+            # call: one transaction, so a crash before it leaves the signal in the
+            # mailbox for the replay to take again; never lost, never twice. The entry
+            # stays visible until then, so a later signal is told BUFFERED.
+            actor.stage(event, sid, ops, **record_changes(event))
+            if isinstance(event, SignalRejected):
+                raise payload_error(event, eid)
+            return _signal_result(shape, value)
 
     # --- events, notes, branching ---
 

@@ -5,7 +5,8 @@ Rules of this module:
 - Every call writes to the store first (one group commit) and answers only from what the
   store then shows; telling a worker is a hook the face fills in (``_started``,
   ``_signalled``, ``_cancel_requested``, ``_wait_finished``, ``_in_worker``): the engine
-  tells its own supervisor, a client hints the store's worker over the wake-up channel.
+  tells its own supervisor; a client commits an inbox entry with the write (``_noted``)
+  and hints the store's worker over the wake-up channel.
 - Calls that must not race a worker's own writes (schedule changes, operator actions) go
   through ``_in_worker``.
 """
@@ -17,13 +18,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import trio
 
 from durably.stores import (
     CreateExecution,
     ExecutionRecord,
+    Notify,
+    Op,
     PutSignal,
     SignalOutcome,
     Store,
@@ -42,7 +45,7 @@ from ..core._errors import (
     WaitTimeoutError,
 )
 from ..core._events import Event, ExecutionStarted, encode
-from ..core._records import CANCEL_SIGNAL
+from ..core._records import CANCEL_SIGNAL, INBOX_CANCEL, INBOX_SIGNAL, INBOX_START
 from ..core._schedule import CatchUp, Overlap, Schedule
 from ..core._types import (
     Execution,
@@ -64,26 +67,6 @@ O = TypeVar("O")  # noqa: E741
 _UNSET: Any = object()
 
 
-async def exit_nursery(
-    cm: Any,
-    exc_type: type[BaseException] | None,
-    exc: BaseException | None,
-    tb: Any,
-) -> bool | None:
-    """Leave a face's nursery, showing the body's own exception unwrapped.
-
-    The background tasks do not fail on their own, so a group holding only the body's
-    exception is that exception: users should catch ``UnknownExecutionError``, not a group.
-    """
-    try:
-        result: bool | None = await cm.__aexit__(exc_type, exc, tb)
-        return result
-    except BaseExceptionGroup as group:
-        if exc is not None and group.exceptions == (exc,):
-            raise exc from None
-        raise
-
-
 def new_execution_id() -> str:
     """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
@@ -96,6 +79,7 @@ class Gateway:
     """The store this engine or client works on (open while it runs)."""
     clock: Clock
     """The clock durable times are read from (a virtual one in tests)."""
+    _start_status = "pending"  # a new record's status (a worker's starts: ``running``)
 
     def __init__(
         self,
@@ -128,6 +112,13 @@ class Gateway:
         return list(self._registry.definitions.values())
 
     # --- hooks the faces fill in ---
+
+    #: A client's writes carry an inbox entry for the worker; the worker's own need none.
+    _notifies_worker = False
+
+    def _noted(self, op: Op, execution_id: str, kind: str) -> list[Op]:
+        """``[op]``, and its inbox entry if this face notifies a worker (one transaction)."""
+        return [op, Notify(execution_id, kind)] if self._notifies_worker else [op]
 
     def _started(self, record: ExecutionRecord, first: Event) -> None:
         raise NotImplementedError
@@ -188,31 +179,31 @@ class Gateway:
         schedule_id: str | None,
     ) -> str:
         self._check_running()
-        definition = self._registry.resolve(workflow)
+        name, definition = self._registry.to_start(workflow)
         if idempotency_key is not None:
             _check_id(idempotency_key, "idempotency_key")
-            existing = self.store.find_idempotent(definition.name, idempotency_key)
+            existing = self.store.find_idempotent(name, idempotency_key)
             if existing is not None:
                 return existing
-        shaped = _codec.check(
-            input, definition.input_type, f"input of workflow {definition.name!r}"
-        )
+        tp = Any if definition is None else definition.input_type  # None: the worker checks
+        shaped = _codec.check(input, tp, f"input of workflow {name!r}")
         eid = new_execution_id()
         now = self.clock.now_ms()
         record = ExecutionRecord(
             id=eid,
-            workflow=definition.name,
-            status="pending",
+            workflow=name,
+            status=self._start_status,
             input=shaped,
             created_ms=now,
             updated_ms=now,
             idempotency_key=idempotency_key,
             schedule_id=schedule_id,
         )
-        first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
+        first = ExecutionStarted(at=now, workflow=name, input=shaped)
         started = encode(first)
-        self._check_size(len(started), f"the input of workflow {definition.name!r}")
-        [winner] = await self._committer.commit([CreateExecution(record, [started])])
+        self._check_size(len(started), f"the input of workflow {name!r}")
+        ops = self._noted(CreateExecution(record, [started]), eid, INBOX_START)
+        winner = (await self._committer.commit(ops))[0]
         if winner == eid:
             self._started(record, first)
         return str(winner)
@@ -227,12 +218,32 @@ class Gateway:
     ) -> Result[O]:
         """Start an execution and wait for its result."""
         eid = await self.start(workflow, input, idempotency_key=idempotency_key)
-        data = await self.wait(eid, timeout=timeout)
+        data: O = await self.wait(eid, timeout=timeout)
         return Result(eid, data)
 
-    async def wait(self, execution_id: str, *, timeout: float | None = None) -> Any:
+    @overload
+    async def wait(self, execution_id: str, *, timeout: float | None = None) -> Any: ...
+
+    @overload
+    async def wait(
+        self,
+        execution_id: str,
+        *,
+        timeout: float | None = None,
+        workflow: WorkflowDefinition[Any, O],
+    ) -> O: ...
+
+    async def wait(
+        self,
+        execution_id: str,
+        *,
+        timeout: float | None = None,
+        workflow: WorkflowDefinition[Any, Any] | None = None,
+    ) -> Any:
         """The execution's result once it finishes.
 
+        Pass its ``workflow`` to have the result typed (and restored to the workflow's
+        output type where this face does not have the definition registered).
         Raises ``ExecutionFailedError``, ``ExecutionCancelledError``, ``WaitTimeoutError``
         (the execution goes on) or ``UnknownExecutionError``.
         """
@@ -241,16 +252,18 @@ class Gateway:
             while True:
                 record = self._get_record(execution_id)
                 if record.status in ("completed", "failed", "compensation_failed", "cancelled"):
-                    return self._outcome(record)
+                    return self._outcome(record, workflow)
                 await self._wait_finished(execution_id)
         assert scope.cancelled_caught
         raise WaitTimeoutError(
             f"execution {execution_id} did not finish within {timeout} s; it goes on"
         )
 
-    def _outcome(self, record: ExecutionRecord) -> Any:
+    def _outcome(
+        self, record: ExecutionRecord, workflow: WorkflowDefinition[Any, Any] | None = None
+    ) -> Any:
         if record.status == "completed":
-            definition = self._registry.get(record.workflow)
+            definition = workflow or self._registry.get(record.workflow)
             tp = definition.output_type if definition is not None else Any
             return _codec.load(record.result, tp, f"result of execution {record.id}")
         if record.status == "cancelled":
@@ -316,9 +329,8 @@ class Gateway:
         # lands at the actor's next checkpoint, and is recorded (with the request taken)
         # by the actor itself.
         self._cancel_requested(execution_id, reason, by, durable=False)
-        await self._committer.commit(
-            [PutSignal(execution_id, CANCEL_SIGNAL, {"reason": reason, "by": by})]
-        )
+        request = PutSignal(execution_id, CANCEL_SIGNAL, {"reason": reason, "by": by})
+        await self._committer.commit(self._noted(request, execution_id, INBOX_CANCEL))
         self._cancel_requested(execution_id, reason, by, durable=True)
 
     async def wait_settled(self, execution_id: str) -> None:
@@ -341,9 +353,9 @@ class Gateway:
     ) -> SignalReceipt:
         """Send ``signal`` to an execution; say whether it was delivered, buffered or not.
 
-        A signal for a finished execution is rejected with the reason (never dropped
-        silently); one for an unknown execution raises ``UnknownExecutionError``; a
-        ``dedup_key`` already accepted for the execution is rejected as a duplicate.
+        ``DELIVERED``: the open wait takes this very signal (``decide.receipt``). A signal
+        for a finished execution is rejected with the reason; for an unknown execution it
+        raises ``UnknownExecutionError``; a repeated ``dedup_key`` is rejected as a duplicate.
         """
         self._check_running()
         sig = signal if isinstance(signal, Signal) else Signal(signal)
@@ -353,9 +365,8 @@ class Gateway:
             raise UnknownExecutionError(str(execution_id))
         shaped = _codec.check(payload, sig.payload_type, f"payload of signal {sig.name!r}")
         self._check_size(len(_codec.dump(shaped, "")), f"the payload of signal {sig.name!r}")
-        [result] = await self._committer.commit(
-            [PutSignal(execution_id, sig.name, shaped, dedup_key)]
-        )
+        put = PutSignal(execution_id, sig.name, shaped, dedup_key, at=self.clock.now_ms())
+        result = (await self._committer.commit(self._noted(put, execution_id, INBOX_SIGNAL)))[0]
         outcome = result.outcome
         if outcome is SignalOutcome.UNKNOWN:
             raise UnknownExecutionError(execution_id)
@@ -373,10 +384,10 @@ class Gateway:
                 sig.name,
                 f"a signal with dedup_key {dedup_key!r} was already accepted",
             )
-        waiting = result.waiting_signal == sig.name
-        self._signalled(execution_id, sig.name, waiting)
+        # Woken if it waits for this name at all: a spurious wake costs a loop, no more.
+        self._signalled(execution_id, sig.name, result.waiting_signal == sig.name)
         return SignalReceipt(
-            SignalDelivery.DELIVERED if waiting else SignalDelivery.BUFFERED,
+            SignalDelivery.DELIVERED if result.delivered else SignalDelivery.BUFFERED,
             execution_id,
             sig.name,
         )

@@ -55,7 +55,7 @@ from ..core._events import (
     encode,
 )
 from ..core._history import TIMEOUT_TIMER, due_after, history_facts, timeout_timer
-from ..core._repair import Change, ended_record, require, resumed_record
+from ..core._repair import Change, ended_record, reopened_wait, require, resumed_record
 from ..core._status import TERMINAL
 from ..core._steps import ExecutionDetail, ExecutionPage, last_event, steps_of
 from ..core._types import Execution, Status
@@ -128,20 +128,23 @@ class Operator:
         """Run a ``FAILED`` execution again from its log.
 
         Completed steps replay; steps that had failed run again (with fresh attempts);
-        the workflow timeout starts over. Code that diverges from the log fails it again
-        with a ``NonDeterminismError``.
+        a signal wait that failed it by rejecting a payload that did not fit waits again
+        (for the next signal: the rejected one is not taken again); the workflow timeout
+        starts over. Code that diverges from the log fails it again with a
+        ``NonDeterminismError``.
         """
 
         def act(record: ExecutionRecord, events: list[Event], now: int) -> Change:
             require(record, ("failed",), "retry", "only a failed execution can be retried")
             attempt = record.attempt + 1
-            return Change(
-                [
-                    OperatorActed(at=now, action="retry", by=by, reason=reason),
-                    ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason),
-                ],
-                *self._resumed(record, events, now, attempt=attempt),
-            )
+            effect: list[Event] = [
+                OperatorActed(at=now, action="retry", by=by, reason=reason),
+                ExecutionResumed(at=now, attempt=attempt, by=by, reason=reason),
+            ]
+            reopened = reopened_wait(events, now)  # it failed on a signal that did not fit
+            if reopened is not None:
+                effect.append(reopened)
+            return Change(effect, *self._resumed(record, [*events, *effect], now, attempt=attempt))
 
         return await self._act(execution_id, act)
 
@@ -381,6 +384,12 @@ class Operator:
         engine.published(eid, change.events, first_seq)
         if change.record.status in TERMINAL:
             engine.finished(eid, change.record.status)
+        else:
+            # Resumed (retry, retry_rollback, skip_step): run it, even if it waits. Its
+            # replay reaches the wait, which looks at the mailbox and the clock as a fresh
+            # wait does: a signal buffered meanwhile is taken, a timer already due fires.
+            # Queued as a request of the hold, so it starts once the hold is released.
+            engine.spawn(eid)
 
     @asynccontextmanager
     async def _hold(self, execution_id: str) -> AsyncIterator[None]:

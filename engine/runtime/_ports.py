@@ -59,10 +59,16 @@ class Settings:
 
 
 class Registry:
-    """The workflows one engine (or client) knows, by name."""
+    """The workflows one engine (or client) knows, by name.
 
-    def __init__(self) -> None:
+    ``face`` says whose they are: an engine (a worker) runs only what it knows, so it
+    refuses other names; a client may start a name it does not know, since the worker
+    that runs the execution checks it then.
+    """
+
+    def __init__(self, face: Literal["engine", "client"] = "engine") -> None:
         self.definitions: dict[str, WorkflowDefinition[Any, Any]] = {}
+        self.face = face
 
     def register(self, definition: WorkflowDefinition[Any, Any]) -> None:
         if not isinstance(definition, WorkflowDefinition):
@@ -82,8 +88,25 @@ class Registry:
         name = workflow if isinstance(workflow, str) else workflow.name
         definition = self.definitions.get(name)
         if definition is None:
-            raise UnknownWorkflowError(name, list(self.definitions))
+            raise UnknownWorkflowError(name, list(self.definitions), face=self.face)
         return definition
+
+    def to_start(
+        self, workflow: WorkflowDefinition[Any, Any] | str
+    ) -> tuple[str, WorkflowDefinition[Any, Any] | None]:
+        """The name to start and the definition to check the input with: ``None`` for a
+        name a client does not know (its input is stored as given; the worker checks it)."""
+        if self.face == "engine":
+            definition = self.resolve(workflow)
+            return definition.name, definition
+        if isinstance(workflow, WorkflowDefinition):
+            return workflow.name, self.definitions.get(workflow.name, workflow)
+        if not isinstance(workflow, str) or not workflow or "\x00" in workflow:
+            raise ConfigurationError(
+                f"a workflow to start is a definition or its name (a non-empty string "
+                f"without NUL), not {workflow!r}"
+            )
+        return workflow, self.definitions.get(workflow)
 
 
 @attrs.define
@@ -133,6 +156,8 @@ class ExecutionPort(Protocol):
     facts: HistoryFacts
     definition: WorkflowDefinition[Any, Any]
     deferred: bool
+    #: Until the run reaches new work (then ``caught_up`` lifts the replay's bounds).
+    catching_up: bool
     rollback_round: int
 
     @property

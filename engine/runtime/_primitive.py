@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import CoroutineType
 from typing import Any
@@ -47,21 +47,72 @@ _current_step: ContextVar[tuple[str, str, int] | None] = ContextVar(
 )
 
 
+#: Set by ``durably.aio``: where a step body's awaitable is awaited (an asyncio task on
+#: the host loop). ``None`` under trio, where it is awaited in place.
+host_await: ContextVar[Callable[[Any], Awaitable[Any]] | None] = ContextVar(
+    "durably_host_await", default=None
+)
+
+
 def current_step() -> StepInfo | None:
     """The step whose body is running in this task, or ``None`` outside a step body."""
     info = _current_step.get()
     return None if info is None else StepInfo(*info)
 
 
-class _CompensationFailure(BaseException):
-    """Internal: a compensation failed; the execution ends COMPENSATION_FAILED.
+class _ControlFlow(BaseException):
+    """Base of durably's own unwinding (parking, a failed store, a hung replay, a failed
+    compensation): a ``BaseException`` so that workflow code's ``except Exception`` cannot
+    swallow it, and never recorded as a step's or a workflow's failure."""
 
-    A ``BaseException`` so that workflow code's ``except Exception`` cannot swallow it.
+
+#: What passes through user code without being its failure: the host's interrupt, trio's
+#: cancellation, durably's own unwinding.
+_UNWINDING = (KeyboardInterrupt, trio.Cancelled, _ControlFlow)
+
+
+def _unwinding(exc: BaseException) -> bool:
+    return isinstance(exc, _UNWINDING)
+
+
+def unwinds(exc: BaseException) -> bool:
+    """Whether ``exc``, caught around user code, must propagate instead of being recorded
+    as that code's failure (any other ``BaseException`` fails the step or the execution,
+    so that one bad execution cannot stop the worker).
+
+    ``GeneratorExit`` is also how a coroutine is closed: thrown in at the await of the
+    frame that catches it, so its traceback starts and ends there. Raised by the code that
+    frame called, the traceback goes deeper, and it is that code's own failure.
     """
+    if isinstance(exc, _UNWINDING):
+        return True
+    if isinstance(exc, GeneratorExit):
+        tb = exc.__traceback__
+        return tb is None or tb.tb_next is None
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(_unwinding) is not None
+    return False
+
+
+class _CompensationFailure(_ControlFlow):
+    """Internal: a compensation failed; the execution ends COMPENSATION_FAILED."""
 
     def __init__(self, error: dict[str, Any]) -> None:
         self.error = error
         super().__init__(error.get("message", ""))
+
+
+#: The message of the error a durable call made while another is running raises (the
+#: actor recognises it inside a nursery's group, to record the rule that was broken).
+CONCURRENT_CALLS = (
+    "durable calls of one execution must not run concurrently (the log's order is the "
+    "contract): await each ctx call before the next"
+)
+
+
+def concurrent_calls(exc: BaseException) -> bool:
+    """Whether ``exc`` is the refusal of a durable call made while another was running."""
+    return type(exc) is DurablyError and exc.args == (CONCURRENT_CALLS,)
 
 
 class ContextBase:
@@ -128,10 +179,7 @@ class ContextBase:
 
     def _enter(self) -> None:
         if self._busy:
-            raise DurablyError(
-                "durable calls of one execution must not run concurrently (the log's order "
-                "is the contract): await each ctx call before the next"
-            )
+            raise DurablyError(CONCURRENT_CALLS)
         self._busy = True
 
 
@@ -150,7 +198,8 @@ async def _call_with_timeout(
 async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     value = fn(*args)
     if _awaitable(value):
-        value = await value
+        host = host_await.get()
+        value = await (value if host is None else host(value))
     return value
 
 

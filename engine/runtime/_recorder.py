@@ -10,10 +10,14 @@ Rules of this module:
   of their own (a retry's next attempt starting) are staged and ride with the next commit.
 - A store error under an append stops the actor without writing more (``_EngineFailure``);
   the supervisor retries the execution once the store accepts writes again.
+- The crash-loop counter (``recoveries``) is cleared by progress only, in the commit that
+  records it (``append``): no commit of its own on the way to a step body, so a process
+  that dies in the body is counted against the execution like one that dies replaying.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -27,12 +31,16 @@ from ..core._errors import DurablyError, PayloadError
 from ..core._events import Event, TimerFired, encode
 from ..core._replay import Replayer
 from ._latch import refuse_abort
+from ._primitive import _ControlFlow
 
 if TYPE_CHECKING:
     from ._ports import ActorHost, Parts
+    from ._solo import Turn
+
+log = logging.getLogger("durably")
 
 
-class _EngineFailure(BaseException):
+class _EngineFailure(_ControlFlow):
     """Internal: the store failed under this execution; stop without writing more."""
 
     def __init__(self, error: BaseException) -> None:
@@ -51,6 +59,7 @@ class Recorder:
         "_staged_changes",
         "_staged_events",
         "_staged_ops",
+        "catching_up",
         "deferred",
         "execution_id",
         "fresh_events",
@@ -73,7 +82,10 @@ class Recorder:
         self.deferred = False
         self._fired: tuple[Timer, int] | None = None
         self.replay_guard: trio.CancelScope | None = None
-        self.replay_slot: trio.Semaphore | None = None
+        #: A suspect's solo turn (``_solo.py``), held until its first progress.
+        self.replay_slot: Turn | None = None
+        #: Until the run reaches new work: the replay bound or a solo turn is to be told.
+        self.catching_up = True
         self._staged_events: Sequence[Event] = ()
         # Empty until something is staged (most appends stage nothing): shared empties,
         # replaced rather than mutated, so that a waiting actor holds no containers.
@@ -193,22 +205,39 @@ class Recorder:
         await trio.lowlevel.checkpoint_if_cancelled()
 
     async def caught_up(self) -> None:
-        """Replay has reached new work: durably clear the crash-loop counter *before*
-        running user code, so that only deaths during replay count against it (a process
-        killed from outside while a step body runs is not this execution's fault)."""
-        if self.record_.recoveries:
-            record = attrs.evolve(self.record_, recoveries=0)
-            try:
-                await self.parts.committer.commit([PutExecution(record)])
-            except DurablyError as exc:
-                raise _EngineFailure(exc) from exc
-            self.record_ = record
-        self.replay_done()
+        """Replay has reached new work, user code runs next: lift the replay hang bound
+        (a step body may take as long as it takes), and bound a suspect's solo turn.
 
-    def replay_done(self) -> None:
-        """Replay reached new work (or a wait): lift the hang bound, free the replay slot."""
+        Writes nothing: the crash-loop counter stays until progress clears it, so a
+        process that dies in this body counts against this execution.
+        """
         if self.replayer.replaying:
             return
+        self.catching_up = False
+        if self.replay_guard is not None:
+            self.replay_guard.deadline = float("inf")
+            self.replay_guard = None
+        if self.replay_slot is not None:
+            self.replay_slot.bound(self.parts.settings.max_replay_seconds)
+
+    async def forgive(self) -> None:
+        """The engine is stopping while this execution runs past its replay: clear its
+        crash-loop counter, since no death interrupted it. Without this, every worker
+        restart during a long step body would count as a crash."""
+        record = attrs.evolve(self.record_, recoveries=0)
+        with trio.CancelScope(shield=True):
+            try:
+                await self.parts.committer.commit([PutExecution(record)])
+            except DurablyError as exc:  # counted on: a later progress clears it
+                log.warning("execution %s: recovery count not cleared: %s", self.execution_id, exc)
+                return
+        self.record_ = record
+
+    def replay_done(self) -> None:
+        """Progress is durable, or a wait is reached: lift the hang bound, end the turn."""
+        if self.replayer.replaying:
+            return
+        self.catching_up = False
         if self.replay_guard is not None:
             self.replay_guard.deadline = float("inf")
             self.replay_guard = None

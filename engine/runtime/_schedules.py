@@ -195,6 +195,7 @@ class ScheduleManager:
         self._due_send.send_nowait(timer)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._arm_from_records()
         task_status.started()
         async for timer in self._due_recv:
             try:
@@ -204,6 +205,28 @@ class ScheduleManager:
                     return  # shutting down mid-fire: the next engine fires it again
                 # The timer stays in the index: the fire is retried by the next engine.
                 log.error("schedule %s: fire at %s failed: %s", timer.owner, timer.due_ms, exc)
+
+    def _arm_from_records(self) -> None:
+        """Arm each active schedule's next fire from its record, at start.
+
+        The timers index holds it too, but a timer key carries no checksum: a damaged one
+        must not make a schedule miss its fires. A fire checks its record (``_fire``), so
+        a damaged entry fires nothing, and a timer armed twice is armed once.
+        """
+        try:
+            items = self.store.list_schedules()
+        except DurablyError as exc:
+            log.error("schedules cannot be read, their fires wait on the timers index: %s", exc)
+            return
+        for sid, data in items:
+            try:
+                record = _Record.from_data(sid, data)
+            except DurablyError as exc:
+                log.error("schedule %s cannot be read: %s", sid, exc)
+                continue
+            timer = record.timer()
+            if timer is not None and record.status == ScheduleStatus.ACTIVE:
+                self.host.parts.scheduler.arm(timer)
 
     async def _fire(self, sid: str, due: int) -> None:
         async with self._lock:

@@ -5,9 +5,10 @@ Rules of this module:
 
 - One actor per live execution, at most ``max_live_executions`` at once; beyond that,
   executions queue (``runq``) and idle actors are asked to park (oldest first).
-- Recovery count: the first replay of an execution in this process is counted durably
-  before it replays, so that code which kills the process on replay is dead-lettered
-  after ``max_recovery_attempts`` instead of crash-looping (see ``_run_counted``).
+- Recovery count: the first run of an execution in this process is counted durably
+  before it replays, and only its progress clears the count, so that code which kills
+  the process (on replay or in a step body) is dead-lettered after
+  ``max_recovery_attempts`` instead of crash-looping (see ``_run_counted``, ``_solo.py``).
 - Executions an operator action holds (``held``) are not launched; requests to run them
   are kept and honoured when the hold ends.
 - A store that refuses a write (a full disk) stops that execution only; it is tried again
@@ -24,40 +25,20 @@ from typing import Any
 import attrs
 import trio
 
-from durably.stores import (
-    ACTIVE_STATUSES,
-    ExecutionRecord,
-    PutExecution,
-    Timer,
-)
+from durably.stores import ExecutionRecord, PutExecution, Timer
 
 from ..core._errors import CorruptRecordError, DurablyError
 from ..core._events import Event, ExecutionFailed
-from ..core._records import CANCEL_SIGNAL, cancel_args
 from ..core._status import TERMINAL
 from ._actor import ExecutionActor
 from ._bus import Bus
 from ._ports import Parts, first_signal
+from ._recovery import Recovery, RecoveryReport as RecoveryReport
+from ._solo import SoloGate
 
 log = logging.getLogger("durably")
 
 Cancel = tuple[str | None, str | None]
-
-
-@attrs.frozen
-class RecoveryReport:
-    """What ``engine.recover()`` found and did."""
-
-    resumed: int
-    """Executions that were running (or pending) and now run again."""
-    parked: int
-    """Executions waiting on a timer or a signal, left parked with their timers armed."""
-    woken: int
-    """Waiting executions with a matching signal already buffered, woken now."""
-    unknown_workflows: list[str]
-    """Workflow names found in the store that this engine does not register (left as is)."""
-    timers: int
-    """Timers armed from the store's index."""
 
 
 class Supervisor:
@@ -77,7 +58,7 @@ class Supervisor:
         self.peak_live = 0
         self.closing = False
         self._replayed_here: set[str] = set()
-        self._replay_slot = trio.Semaphore(1)
+        self._solo = SoloGate()
         self._finished: dict[str, trio.Event] = {}
         self._stalled: set[str] = set()
         self._retrying_stalled = False
@@ -94,11 +75,11 @@ class Supervisor:
             with trio.CancelScope() as scope:
                 self._scope = scope
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
+                    self._nursery = self._solo.nursery = nursery
                     task_status.started()
                     await trio.sleep_forever()
         finally:
-            self._nursery = None
+            self._nursery = self._solo.nursery = None
             self._done.set()
 
     async def stop(self) -> None:
@@ -117,42 +98,45 @@ class Supervisor:
     # --- recovery ---
 
     def recover(self) -> RecoveryReport:
-        """Resume every unfinished execution: run the running, arm the waiting."""
-        store = self.parts.store
-        timers = self.parts.scheduler.load()
-        resumed = parked = woken = 0
-        unknown: set[str] = set()
-        for status in ACTIVE_STATUSES:
-            after: str | None = None
-            while page := store.list_executions(status=status, after=after, limit=1000):
-                after = page[-1].id
-                for record in page:
-                    if record.status in TERMINAL or record.id in self.live:
-                        continue
-                    if self.parts.registry.get(record.workflow) is None:
-                        unknown.add(record.workflow)
-                        continue
-                    # One mailbox read answers both questions: a cancel request, and
-                    # whether the awaited signal is already buffered.
-                    mail = store.mailbox(record.id)
-                    names = {e.signal for e in mail}
-                    if CANCEL_SIGNAL in names:
-                        cancel = next(e for e in mail if e.signal == CANCEL_SIGNAL)
-                        resumed += 1
-                        self.spawn(record.id, cancel=cancel_args(cancel.payload))
-                    elif status in ("pending", "running"):
-                        resumed += 1
-                        self.spawn(record.id)
-                    elif status == "waiting" and record.waiting_signal in names:
-                        woken += 1
-                        self.spawn(record.id)
-                    else:
-                        parked += 1
-        if unknown:
-            log.warning(
-                "executions of unregistered workflows left as they are: %s", sorted(unknown)
+        """Resume every unfinished execution: run the running, arm the waiting, and
+        quarantine those the store's indexes disagree with (``_recovery.py``)."""
+        return Recovery(self).run()
+
+    def quarantine_soon(
+        self,
+        record: ExecutionRecord,
+        why: str,
+        *,
+        retry_resumes: bool = True,
+        error: CorruptRecordError | None = None,
+    ) -> None:
+        """Quarantine an execution the store is damaged for (recovery found its timer
+        damaged, or a write of it met a damaged page); held (nothing launches it) until
+        that is recorded. ``retry_resumes``: its log is intact, an operator's retry
+        resumes it. ``error`` is kept as its error (``why`` if none)."""
+        assert self._nursery is not None
+        self.held[record.id] = []
+        if error is None:
+            error = CorruptRecordError(why, execution_id=record.id)
+        then = "restore the store from a backup"
+        if retry_resumes:
+            then = (
+                f"its log is intact: retry it (`durably retry {record.id}`) to resume it, or {then}"
             )
-        return RecoveryReport(resumed, parked, woken, sorted(unknown), timers)
+        self._nursery.start_soon(
+            self._quarantine_held, record, error, f"quarantined: {why}; {then}"
+        )
+
+    async def _quarantine_held(
+        self, record: ExecutionRecord, error: CorruptRecordError, reason: str
+    ) -> None:
+        try:
+            await self.quarantine(record, error, reason=reason)
+        except DurablyError as exc:
+            log.error("execution %s: its quarantine was not recorded: %s", record.id, exc)
+        finally:
+            for cancel in self.held.pop(record.id, []):
+                self.spawn(record.id, cancel=cancel)
 
     # --- spawning ---
 
@@ -245,22 +229,27 @@ class Supervisor:
     async def _run_counted(self, actor: ExecutionActor) -> None:
         eid = actor.execution_id
         try:
-            # First replay of this execution in this process: count it durably *before*
-            # replaying. A suspect (counted before without progress since) replays alone,
-            # until it reaches new work or a wait: a process death is then counted against
-            # it only. An innocent execution counted once for dying beside a culprit is a
-            # suspect next time and clears itself by replaying alone, so it never reaches
-            # the limit; the others replay concurrently, their counts batched.
+            # First run of this execution in this process: count it durably *before* it
+            # replays; its first progress clears the count (in that progress's commit). A
+            # suspect (counted before without progress since) runs alone among suspects,
+            # most-counted first, until its progress or a wait (_solo.py): a process death
+            # is then counted against it, and an innocent counted once for dying beside a
+            # culprit waits behind it instead of being counted again. The others run
+            # concurrently, their counts batched. A pending execution (a client's start)
+            # says running from this same commit on.
             self._replayed_here.add(eid)
             if actor.record.recoveries:
-                await self._replay_slot.acquire()
-                actor.replay_slot = self._replay_slot
+                actor.replay_slot = await self._solo.turn(actor.record.recoveries)
             record = actor.record
             if record.recoveries >= self.parts.settings.max_recovery_attempts:
                 await self._dead_letter(actor)
                 self.actor_exited(actor)
                 return
             bumped = attrs.evolve(record, recoveries=record.recoveries + 1)
+            if record.status == "pending":
+                bumped = attrs.evolve(
+                    bumped, status="running", updated_ms=self.parts.clock.now_ms()
+                )
             try:
                 await self.parts.committer.commit([PutExecution(bumped)])
             except DurablyError as exc:
@@ -277,8 +266,9 @@ class Supervisor:
         record = actor.record
         reason = (
             f"dead-lettered: recovery was attempted {record.recoveries} times without "
-            "progress (the process died while replaying it, or its replay hung past "
-            "max_replay_seconds); fix the workflow code, then retry the execution"
+            "progress (the process died while it ran, replaying or in a step body, or its "
+            "replay hung past max_replay_seconds); fix the workflow code, then retry the "
+            "execution"
         )
         error = {"type": "durably.CrashLoop", "message": reason, "traceback": ""}
         actor.seq = len(self.parts.store.read_events(actor.execution_id))
@@ -342,12 +332,30 @@ class Supervisor:
     def store_failed(self, execution_id: str, error: BaseException) -> None:
         """The store refused a write of this execution (e.g. a full disk): nothing of it
         was acknowledged; try the execution again (a replay) once the store accepts writes.
+        Not when the store is damaged where it writes: that does not pass with time, so
+        the execution is quarantined instead.
         """
+        if isinstance(error, CorruptRecordError):
+            log.error("execution %s stopped, quarantined: %s", execution_id, error)
+            self._quarantine_unwritable(execution_id, error)
+            return
         log.error("execution %s stopped, retried later: %s", execution_id, error)
         self._stalled.add(execution_id)
         if not self._retrying_stalled and not self.closing and self._nursery is not None:
             self._retrying_stalled = True
             self._nursery.start_soon(self._retry_stalled)
+
+    def _quarantine_unwritable(self, execution_id: str, error: CorruptRecordError) -> None:
+        # Its record is written alone, which may fit where its log's pages did not.
+        if self.closing or self._nursery is None or execution_id in self.held:
+            return
+        try:
+            record = self.parts.store.get_execution(execution_id)
+        except DurablyError:
+            return  # its record is unreadable: it shows quarantined as it is
+        if record is not None and record.status not in TERMINAL:
+            why = "a write of it met a damaged page of the store"
+            self.quarantine_soon(record, why, retry_resumes=False, error=error)
 
     async def _retry_stalled(self) -> None:
         delay = self.parts.settings.store_retry_seconds
@@ -361,14 +369,20 @@ class Supervisor:
         finally:
             self._retrying_stalled = False
 
-    async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None:
+    async def quarantine(
+        self,
+        record: ExecutionRecord,
+        error: CorruptRecordError,
+        *,
+        reason: str = "quarantined: its log is corrupt; restore the store from a backup",
+    ) -> None:
         """A corrupt log: mark the execution failed (nothing replayed, nothing repaired)."""
         info = {"type": "durably.CorruptRecordError", "message": str(error), "traceback": ""}
         quarantined = attrs.evolve(
             record,
             status="failed",
             error=info,
-            reason="quarantined: its log is corrupt; restore the store from a backup",
+            reason=reason,
             updated_ms=self.parts.clock.now_ms(),
             timer=None,
         )

@@ -86,5 +86,8 @@ class _CutStore:
     def get_meta(self, name: str) -> Any | None:
         return self.inner.get_meta(name)
 
+    def inbox_waiting(self) -> bool:
+        return self.inner.inbox_waiting()
+
     def close(self) -> None:
         """The inner store outlives the engine that used this one: it is not closed."""

@@ -97,7 +97,7 @@ def restore_execution(store: Store, snapshot: ExecutionSnapshot) -> str:
     for seq in range(top):
         entry = pending.get(seq)
         if entry is not None:
-            ops.append(PutSignal(eid, entry.signal, entry.payload, entry.dedup_key))
+            ops.append(PutSignal(eid, entry.signal, entry.payload, entry.dedup_key, entry.at))
         else:
             ops += [PutSignal(eid, "durably.restored", None), TakeSignal(eid, seq)]
     ops.append(PutExecution(record))

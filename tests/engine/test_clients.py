@@ -92,7 +92,9 @@ async def test_client_reads_and_reports_without_a_worker(tmp_path: Path) -> None
     async def noop(ctx: durably.Context, data: None) -> str:
         return "ok"
 
-    async with durably.Client(tmp_path / "s", workflows=[noop], poll_interval=0.05) as client:
+    async with durably.Client(
+        tmp_path / "s", workflows=[noop], poll_interval=0.05, create=True
+    ) as client:
         eid = await client.start(noop)
         assert (await client.get_execution(eid)).status is durably.Status.PENDING
         with pytest.raises(durably.WaitTimeoutError):

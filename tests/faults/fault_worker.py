@@ -8,6 +8,10 @@ Modes:
   record-crash STORE EFFECTS   the process dies (once) just after a step's record
   crash-loop STORE EFFECTS N   "doomed" kills the process whenever it is replayed;
                                "healthy" runs beside it (max_recovery_attempts=N)
+  step-death STORE EFFECTS N HOW
+                               "doomed"'s second step body kills the process every time
+                               it runs (HOW: sigkill, or exit for os._exit(17)); "healthy"
+                               executions run beside it, each in a step body when it dies
   group-commit STORE COUNT     many concurrent starts and steps; prints "ack KEY EID" once
                                each start is acknowledged; killed from outside
   create STORE                 create the store, run one workflow; killed from outside
@@ -117,6 +121,52 @@ async def crash_loop(store_dir: str, effects: str, attempts: int) -> None:
         )
 
 
+async def step_death(store_dir: str, effects: str, attempts: int, how: str) -> None:
+    async def note(name: str) -> str:
+        info = durably.current_step()
+        assert info is not None
+        with open(effects, "a") as f:  # noqa: ASYNC230 - the side effect itself
+            f.write(f"{name} {info.execution_id} {os.getpid()}\n")
+        return name
+
+    async def fatal() -> None:
+        await note("doomed.b")
+        if how == "exit":
+            os._exit(17)  # no unwinding, no finally: like a segfault or an abort()
+        die()  # like the OOM killer
+
+    async def slow(name: str) -> str:
+        await note(f"{name}.begin")
+        await trio.sleep(0.5)  # long enough to be inside this body when doomed kills
+        return await note(name)
+
+    @durably.workflow("doomed")
+    async def doomed(ctx: durably.Context, _: None) -> str:
+        await ctx.step("a", note, "doomed.a")
+        await ctx.step("b", fatal)
+        return "unreachable"
+
+    @durably.workflow("healthy")
+    async def healthy(ctx: durably.Context, _: None) -> list[str]:
+        return [await ctx.step(f"h{i}", slow, f"healthy.h{i}") for i in range(3)]
+
+    engine = durably.Engine(store_dir, workflows=[healthy, doomed], max_recovery_attempts=attempts)
+    async with engine:
+        ids = [await engine.start(healthy, None, idempotency_key="healthy-0")]
+        await trio.sleep(0.05)  # healthy-0 is inside its first step body
+        ids.append(await engine.start(doomed, None, idempotency_key="doomed"))
+        ids += [await engine.start(healthy, None, idempotency_key=f"healthy-{i}") for i in (1, 2)]
+        for eid in ids:
+            await engine.wait_settled(eid)
+        views = [await engine.get_execution(e) for e in ids]
+        print(
+            json.dumps(
+                {v.idempotency_key: {"status": v.status.value, "reason": v.reason} for v in views}
+            ),
+            flush=True,
+        )
+
+
 async def group_commit(store_dir: str, count: int) -> None:
     async def work(i: int) -> int:
         await trio.sleep(0.001 * (i % 7))
@@ -172,6 +222,8 @@ def main(argv: list[str]) -> None:
         trio.run(effect_crash, store_dir, rest[0], False)
     elif mode == "crash-loop":
         trio.run(crash_loop, store_dir, rest[0], int(rest[1]))
+    elif mode == "step-death":
+        trio.run(step_death, store_dir, rest[0], int(rest[1]), rest[2])
     elif mode == "group-commit":
         trio.run(group_commit, store_dir, int(rest[0]))
     elif mode == "create":

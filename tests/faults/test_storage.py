@@ -1,23 +1,31 @@
 """Entries 6, 7 and 8 at the engine's level: a full map grows, a full disk (a real tmpfs)
-stops acknowledgements and recovers, and a corrupt record quarantines its execution."""
+stops acknowledgements and recovers, a corrupt record quarantines its execution, and
+damage outside the checksummed values (a truncated file, LMDB's pages, random bit flips)
+is refused or quarantined without taking the process down."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
 import trio
+from hypothesis import example, given, seed, settings, strategies as st
 
 import durably
 from durably.stores import LmdbStore
 
+from . import _damage
 from ._helpers import events, lmdb_engine
 
 # --- 6: map full ---------------------------------------------------------------------
@@ -260,3 +268,209 @@ def test_08_helpers_really_damage(tmp_path: Path) -> None:
         assert txn.get(key) != b"\x01abcdefgh"
     env.close()
     assert os.path.exists(store_dir / "data.mdb")
+
+
+# --- 8: damage outside the checksummed values ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A store of sleeping, waiting, timed and finished executions, and its ids' file."""
+    return _damage.made(tmp_path_factory.mktemp("made"))
+
+
+def _check(store: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "durably", "check", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+#: Every table read whole with the lmdb module alone, as durably reads it minus its checks.
+_RAW_READ = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], readonly=True, lock=False, max_dbs=32)
+with env.begin() as txn:
+    names = [key for key, _ in txn.cursor()]
+for name in names:
+    with env.begin() as txn:
+        sum(len(v) for _, v in txn.cursor(db=env.open_db(name, txn=txn, create=False)))
+"""
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.8])
+def test_08_truncated_data_file_is_refused_before_any_page_is_read(
+    made: tuple[Path, Path], tmp_path: Path, fraction: float
+) -> None:
+    # Compacted: no free pages, so the cut takes pages in use (as a cut-short copy would).
+    store = _damage.compacted(made[0], tmp_path / "s")
+    data = store / "data.mdb"
+    os.truncate(data, int(data.stat().st_size * fraction))
+    # The damage is real: LMDB itself reads past the end, and the kernel kills it.
+    raw = subprocess.run([sys.executable, "-c", _RAW_READ, str(store)], check=False, timeout=60)
+    assert raw.returncode == -signal.SIGBUS
+    # durably refuses the file at open, as a worker and as a whole engine.
+    for mode in ("open", "run"):
+        code, out = _damage.run_child(mode, str(store), str(tmp_path / "fx"), str(made[1]))
+        assert code == 4, out
+        assert out["type"] == "StoreCorruptError"
+        assert f"{data} is truncated" in out["message"]
+        assert "restore the store from a backup" in out["message"]
+    report = _check(store)
+    assert report.returncode == 1, report.stdout + report.stderr
+    assert "is truncated" in report.stdout and "result: 1 problem(s)" in report.stdout
+
+
+def _healthy_or_told(result: dict[str, Any], effects: Path) -> None:
+    """Each execution ended as a healthy one does, or is quarantined, or the engine said
+    what it could not do for it (logged at ERROR, or a durably error of a call about it);
+    no step ran again; a fresh start ran, or was refused for the damage."""
+    for eid, o in result["outcomes"].items():
+        status, value = _damage.child.expected(o["workflow"], o["n"])
+        healthy = o["status"] == status and (
+            o["result"] == value if status == "completed" else o["error"] == _TIMEOUT
+        )
+        quarantined = o["status"] == "failed" and "quarantined" in (o["reason"] or "")
+        told = eid in result["refused"] or any(eid in line for line in result["errors"])
+        assert healthy or quarantined or told, (eid, o, result["errors"])
+    ran = effects.read_text().split("\n") if effects.exists() else []
+    # Step "a" of each execution ran before the damage: running it again means a log
+    # lost events silently (step "b" runs now, after the sleep).
+    again = [x for x in ran if x.endswith(" a") and x.split(" ")[0] in result["outcomes"]]
+    assert not again, f"steps ran again after the damage: {again}"
+    assert result["fresh"] == 99 or "met damage" in result["fresh"], result["fresh"]
+
+
+_TIMEOUT = "durably.WorkflowTimeoutError"
+
+
+@seed(20251201)
+@settings(max_examples=max(8, settings().max_examples // 3))
+@given(where=st.integers(0, 1 << 24), bit=st.integers(0, 7))
+# LMDB's header (both meta pages alike): its map size, the free list's root, the root of
+# the table of tables. Each flip in it met a different failure when first tried.
+@example(where=38, bit=0).via("the map size: an impossible mmap")
+@example(where=86, bit=5).via("the free list's root: every write fails")
+@example(where=4096 + 130, bit=3).via("the root of the table of tables")
+def test_08_random_bit_flips_are_refused_or_quarantined_never_a_crash(
+    made: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory, where: int, bit: int
+) -> None:
+    work = tmp_path_factory.mktemp("flip")
+    store = _damage.copy(made[0], work / "s")
+    _damage.flip(store, where % (store / "data.mdb").stat().st_size, bit)
+    report = _check(store)  # first, as an operator would: it never crashes either
+    assert report.returncode in (0, 1), report.stderr
+    effects = work / "effects"
+    code, out = _damage.run_child("run", str(store), str(effects), str(made[1]))
+    assert code in (0, 4), out  # a crash is neither
+    if code == 4:
+        assert out["type"] in ("StoreCorruptError", "CorruptRecordError"), out
+        assert "restore the store from a backup" in out["message"], out
+        return
+    _healthy_or_told(out, effects)
+    # What the engine found reading, the verifier reports too. (A write may meet damage
+    # no read shows: LMDB's free list, which only writes read.)
+    read_damage = [
+        o
+        for o in out["outcomes"].values()
+        if o["error"] == "durably.CorruptRecordError" and "a write of it" not in o["reason"]
+    ]
+    if out["quarantined"] or read_damage:
+        assert report.returncode == 1, (report.stdout, read_damage)
+
+
+def test_08_a_page_lmdb_cannot_read_quarantines_the_executions_on_it(
+    made: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store = _damage.compacted(made[0], tmp_path / "s")
+    ids = json.loads(made[1].read_text())
+    data = (store / "data.mdb").read_bytes()
+    page_size = LmdbStore(store, readonly=True).file_facts()["page_bytes"]
+
+    def pages_of(eid: str) -> set[int]:
+        key = eid.encode() + b"\x00"
+        return {i // page_size for i in _offsets(data, key)}
+
+    victim = ids["nap"][0]
+    # A leaf of the events table that holds some logs, not all: flag it a branch page.
+    page = min(pages_of(victim))
+    on_page = {e for group in ids.values() for e in group if page in pages_of(e)}
+    assert victim in on_page and len(on_page) < sum(len(g) for g in ids.values())
+    _damage.flip(store, page * page_size + 10, 0)  # the page's flags: P_LEAF | P_BRANCH
+    code, out = _damage.run_child("run", str(store), str(tmp_path / "fx"), str(made[1]))
+    assert code == 0, out
+    _healthy_or_told(out, tmp_path / "fx")
+    victim_now = out["outcomes"][victim]
+    assert victim_now["status"] == "failed" and victim_now["error"] == "durably.CorruptRecordError"
+    spared = [o for e, o in out["outcomes"].items() if e not in on_page]
+    expected = [_damage.child.expected(o["workflow"], o["n"])[0] for o in spared]
+    assert spared and [o["status"] for o in spared] == expected
+    assert _check(store).returncode == 1
+
+
+def _offsets(data: bytes, needle: bytes) -> Iterator[int]:
+    at = data.find(needle)
+    while at >= 0:
+        yield at
+        at = data.find(needle, at + 1)
+
+
+def test_08_a_backup_taken_while_a_worker_writes_checks_clean_and_resumes(
+    tmp_path: Path,
+) -> None:
+    live = tmp_path / "live"
+    worker = subprocess.Popen(
+        [sys.executable, str(_damage.CHILD), "write", str(live)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        acked = _acks(worker, 30)
+        # Beside the worker, reading one snapshot: the live store checks clean...
+        check = _check(live)
+        assert check.returncode == 0, check.stdout
+        # ...and a backup of it is taken (and checked) while the worker goes on writing.
+        backup = subprocess.run(
+            [sys.executable, "-m", "durably", "backup", "--store", str(live), str(tmp_path / "b")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert backup.returncode == 0, backup.stdout + backup.stderr
+        assert "result: no damage found" in backup.stdout
+        assert len(_acks(worker, 10)) == 10  # it was not stopped
+    finally:
+        worker.kill()
+        worker.wait()
+    # The restore of docs/operations.md: the backup's data.mdb in a store directory.
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    shutil.copy(tmp_path / "b" / "data.mdb", restored / "data.mdb")
+
+    async def resume() -> list[Any]:
+        store = LmdbStore(restored, inline=True)
+        try:
+            async with durably.Engine(store, workflows=_damage.child.WORKFLOWS) as engine:
+                return [await engine.wait(eid) for eid in acked]
+        finally:
+            store.close()
+
+    # Every start acknowledged before the backup began is in it, and runs to its end.
+    results = trio.run(resume, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert results == list(range(len(acked)))
+
+
+def _acks(worker: subprocess.Popen[str], count: int) -> list[str]:
+    """The next ``count`` execution ids the worker reported durable."""
+    assert worker.stdout is not None
+    out: list[str] = []
+    while len(out) < count:
+        line = worker.stdout.readline()
+        assert line, worker.stderr.read() if worker.stderr else "the worker died"
+        out.append(line.split()[1])
+    return out

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from durably.runtime._clock import Clock
+from durably.runtime._clock import _SLACK_S, Clock
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
 START_MS = int(START.timestamp() * 1000)
@@ -124,3 +124,75 @@ async def test_deadline_conversion_is_linear(autojump_clock: trio.testing.MockCl
     assert past < trio.current_time()
     await trio.sleep_until(past)
     assert clock.now_ms() == START_MS
+
+
+# --- the millisecond boundaries ---
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+
+def test_a_start_before_1970_is_refused() -> None:
+    # The timers index keys due times as unsigned integers: a negative one cannot be kept.
+    with pytest.raises(ValueError, match="1970 or later"):
+        Clock(datetime(1969, 12, 31, 23, 59, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    "iso",
+    [
+        "2039-03-08T19:46:13.411+00:00",
+        "2038-08-15T15:00:50.430+00:00",
+        "2004-03-07T02:08:51.860+00:00",
+    ],
+)
+async def test_a_start_on_a_millisecond_reads_that_millisecond(
+    autojump_clock: trio.testing.MockClock, iso: str
+) -> None:
+    # ``timestamp() * 1000`` reads these a hair below their millisecond: truncated, the
+    # clock would start one millisecond before the start it was given.
+    start = datetime.fromisoformat(iso)
+    clock = Clock(start)
+    clock.bind()
+    assert clock.now_ms() == (start - EPOCH) // MS
+
+
+@pytest.mark.parametrize("wall", ["start", "time_ns"])
+async def test_a_sub_millisecond_start_is_floored_and_counted_from_the_bind(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, wall: str
+) -> None:
+    # 0.7 ms past a millisecond: the clock reads that millisecond (never ahead of the
+    # wall clock), and its next one is a whole millisecond of trio time away, so a wait
+    # started at the bind lasts its full length in trio time too.
+    if wall == "start":
+        clock = Clock(START + timedelta(microseconds=700))
+        clock.bind()
+    else:
+        monkeypatch.setattr(time, "time_ns", lambda: START_MS * 1_000_000 + 700_000)
+        clock = Clock()
+        clock.bind()
+        monkeypatch.undo()
+    bound = trio.current_time()
+    assert clock.now_ms() == START_MS
+    await trio.sleep(0.00099)
+    assert clock.now_ms() == START_MS
+    await trio.sleep(0.00002)
+    assert clock.now_ms() == START_MS + 1
+    # The deadline of a due time is the instant the clock reaches it, plus the slack.
+    assert clock.deadline(START_MS + 2) == pytest.approx(bound + 0.002 + _SLACK_S, abs=1e-9)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3337, 12_345.678_901_2, 10_000_000.999_99])
+@pytest.mark.parametrize("start_us", [0, 1, 400, 999_999])
+async def test_at_its_deadline_the_clock_reads_the_due_ms_and_not_a_microsecond_before(
+    autojump_clock: trio.testing.MockClock, offset: float, start_us: int
+) -> None:
+    autojump_clock.jump(offset)  # trio time with a fractional part when the clock binds
+    clock = Clock(START + timedelta(microseconds=start_us))
+    clock.bind()
+    base = clock.now_ms()
+    for due in (base + 1, base + 2, base + 999, base + 86_400_000 + 1):
+        await trio.sleep_until(clock.deadline(due) - _SLACK_S - 1e-6)
+        assert clock.now_ms() == due - 1
+        await trio.sleep_until(clock.deadline(due))
+        assert clock.now_ms() == due

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
 import trio.testing
 
-from durably.runtime._clock import Clock
+from durably.runtime._clock import _SLACK_S, Clock
 from durably.runtime._latch import Done, refuse_abort
 from durably.runtime._scheduler import Scheduler, _hop
 from durably.stores import AddTimer, MemoryStore, RemoveTimer, Timer
@@ -38,9 +38,10 @@ class Harness:
         store: MemoryStore | None = None,
         batch: int = 1000,
         then: Callable[[int, str, str], None] | None = None,
+        start: datetime = START,
     ) -> None:
         self.store = store if store is not None else MemoryStore()
-        self.clock = Clock(START)
+        self.clock = Clock(start)
         self.clock.bind()
         self.fires: list[Fire] = []
         self.then = then
@@ -175,6 +176,32 @@ async def test_a_far_timer_fires_on_the_millisecond(
     async with h.running():
         await trio.sleep(offset_ms / 1000 + 1)
     assert h.offsets() == [(offset_ms, offset_ms, "e1", "t")]
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3337, 12_345.678_901_2])
+@pytest.mark.parametrize("start_us", [0, 1, 400, 999_999])
+async def test_a_timer_fires_on_its_millisecond_whatever_the_sub_millisecond_phase(
+    autojump_clock: trio.testing.MockClock, offset: float, start_us: int
+) -> None:
+    # Trio time and the engine's start both carry sub-millisecond parts: a timer fires
+    # once the clock reads its due time, not a microsecond before, and not a
+    # millisecond after.
+    autojump_clock.jump(offset)
+    h = Harness(start=START + timedelta(microseconds=start_us))
+    base = h.clock.now_ms()
+    dues = [base, base + 1, base + 2, base + 1000, base + 3_600_001]
+    for due in dues:
+        h.scheduler.arm(Timer(due, "e1", str(due)))
+    async with h.running():
+        await trio.testing.wait_all_tasks_blocked()
+        assert [fire[1] for fire in h.fires] == [base]  # due in the current millisecond
+        for due in dues[1:]:
+            await trio.sleep_until(h.clock.deadline(due) - _SLACK_S - 1e-6)
+            assert h.fires[-1][1] < due
+            await trio.sleep_until(h.clock.deadline(due))
+            await trio.testing.wait_all_tasks_blocked()
+            assert h.fires[-1][:2] == (due, due)
+    assert len(h.fires) == len(dues)
 
 
 # --- duplicates and disarming ---

@@ -1,0 +1,2 @@
+"""Boundary tests: clients, the socket, hostile bytes, odd payloads, permissions, against
+real worker processes."""

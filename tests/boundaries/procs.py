@@ -1,0 +1,108 @@
+"""Processes for the boundary tests: one worker, clients that write and exit at once.
+
+python procs.py worker STORE POLL_INTERVAL [MAX_PAYLOAD_BYTES]
+    the store's worker; prints "ready", runs until its stdin closes
+python procs.py start STORE WORKFLOW INPUT_JSON
+    starts one execution, prints its id, exits at once
+python procs.py signal STORE EID NAME PAYLOAD_JSON
+    signals one execution, exits at once
+python procs.py cancel STORE EID
+    requests a cancellation, exits at once
+python procs.py signal-many STORE EIDS_FILE
+    opens a client, prints "open", waits for a line on stdin, then signals "go" to every
+    execution in EIDS_FILE (one id a line), prints "sent", exits at once
+
+Workflows: "quick" returns its input; "wait_go" waits for the signal "go" and returns its
+payload; "long" sleeps an hour; "blocker" runs a step that blocks the event loop for 3 s
+(``time.sleep`` on the loop, as a careless step does), writing INPUT.start and INPUT.end
+around it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import durably
+
+BLOCK_SECONDS = 3.0
+
+
+def block(marker: str) -> str:
+    Path(marker + ".start").write_text("blocking")
+    time.sleep(BLOCK_SECONDS)  # on the event loop: nothing else of the worker runs
+    Path(marker + ".end").write_text("done")
+    return "unblocked"
+
+
+@durably.workflow("quick")
+async def quick(ctx: durably.Context, value: Any) -> Any:
+    return await ctx.step("echo", lambda: value)
+
+
+@durably.workflow("wait_go")
+async def wait_go(ctx: durably.Context, _: Any) -> Any:
+    payload = await ctx.wait_for_signal("go", step_id="go")
+    return await ctx.step("after", lambda: payload)
+
+
+@durably.workflow("long")
+async def long(ctx: durably.Context, _: Any) -> str:
+    await ctx.sleep(3600, step_id="nap")
+    return "woke"
+
+
+@durably.workflow("blocker")
+async def blocker(ctx: durably.Context, marker: str) -> str:
+    return await ctx.step("block", block, marker)
+
+
+WORKFLOWS = [quick, wait_go, long, blocker]
+
+
+async def worker(store: str, poll: float, max_payload: int) -> None:
+    async with durably.Engine(
+        store, workflows=WORKFLOWS, poll_interval=poll, max_payload_bytes=max_payload
+    ):
+        print("ready", flush=True)
+        # Until the test closes stdin (or kills this process).
+        await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+    print("worker done", flush=True)
+
+
+async def client(store: str, action: str, args: list[str]) -> None:
+    async with durably.Client(store) as c:
+        if action == "start":
+            print(await c.start(args[0], json.loads(args[1])), flush=True)
+        elif action == "signal":
+            outcome = await c.signal(args[0], args[1], json.loads(args[2]))
+            print(outcome.delivery.value, flush=True)
+        elif action == "cancel":
+            await c.request_cancel(args[0], reason="from a client that exits")
+            print("requested", flush=True)
+        elif action == "signal-many":
+            eids = args[0].split()
+            print("open", flush=True)
+            await trio.to_thread.run_sync(sys.stdin.readline)
+            for n, eid in enumerate(eids):
+                await c.signal(eid, "go", n)
+            print("sent", flush=True)
+        else:
+            raise SystemExit(f"unknown action {action!r}")
+    # Leaving the client at once: nothing of the above may depend on a task living on.
+
+
+if __name__ == "__main__":
+    mode, store_dir, *rest = sys.argv[1:]
+    if mode == "worker":
+        limit = int(rest[1]) if len(rest) > 1 else 16 * 1024 * 1024
+        trio.run(worker, store_dir, float(rest[0]), limit)
+    elif mode == "signal-many":
+        trio.run(client, store_dir, mode, [Path(rest[0]).read_text()])
+    else:
+        trio.run(client, store_dir, mode, rest)
