@@ -409,11 +409,11 @@ class ExecutionActor(Recorder):
         if self.timeout_timer is not None:
             ops.append(RemoveTimer(self.timeout_timer))
             self.parts.scheduler.disarm(self.timeout_timer)
-        fields = dict(record_changes(event))
+        fields = {**record_changes(event), **changes}
         if isinstance(event, ExecutionCompleted):
             fields["result"] = event.result
         elif isinstance(event, ExecutionFailed):
             fields["error"] = event.error
         with trio.CancelScope(shield=True):
-            await self.append(event, None, ops, **{**fields, **changes})
+            await self.append(event, None, ops, **fields)
         self.host.finished(self.execution_id, fields["status"])

@@ -83,7 +83,7 @@ class Branching(ContextBase):
                     f"switch {sid!r}: no branch matched {value!r} and there is no default; "
                     "add default=durably.Branch(...)"
                 )
-            await actor.caught_up()
+            actor.caught_up()
             started = trio.current_time()
             result = await _call(chosen.run, (value,))
             shaped, result = _codec.roundtrip(
@@ -124,7 +124,7 @@ class Branching(ContextBase):
                     if last.round >= actor.rollback_round:
                         raise _CompensationFailure(last.error)
                     # An operator asked for the rollback again: this one runs again.
-                await actor.caught_up()
+                actor.caught_up()
                 started = trio.current_time()
                 try:
                     await _call(undo, (value,))

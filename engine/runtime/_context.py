@@ -152,7 +152,7 @@ class Context(Branching):
                 await self._resume_wait(Wait("retrying", None, (decision.retry_at, sid)))
                 await self._wait_until(decision.retry_at, sid, retrying=True)
             if actor.catching_up:  # user code runs next: the replay's bounds are lifted
-                await actor.caught_up()
+                actor.caught_up()
             if actor.deferred:
                 await actor.settle()  # woken with others: their resumption before this body
             # The body runs in this frame (not a helper coroutine): one frame fewer to

@@ -204,7 +204,7 @@ class Recorder:
         # not checkpoint would run to its end past the cancel.
         await trio.lowlevel.checkpoint_if_cancelled()
 
-    async def caught_up(self) -> None:
+    def caught_up(self) -> None:
         """Replay has reached new work, user code runs next: lift the replay hang bound
         (a step body may take as long as it takes), and bound a suspect's solo turn.
 
@@ -213,10 +213,7 @@ class Recorder:
         """
         if self.replayer.replaying:
             return
-        self.catching_up = False
-        if self.replay_guard is not None:
-            self.replay_guard.deadline = float("inf")
-            self.replay_guard = None
+        self._lift_replay_bound()
         if self.replay_slot is not None:
             self.replay_slot.bound(self.parts.settings.max_replay_seconds)
 
@@ -237,11 +234,14 @@ class Recorder:
         """Progress is durable, or a wait is reached: lift the hang bound, end the turn."""
         if self.replayer.replaying:
             return
+        self._lift_replay_bound()
+        self.release_replay_slot()
+
+    def _lift_replay_bound(self) -> None:
         self.catching_up = False
         if self.replay_guard is not None:
             self.replay_guard.deadline = float("inf")
             self.replay_guard = None
-        self.release_replay_slot()
 
     def release_replay_slot(self) -> None:
         if self.replay_slot is not None:
