@@ -9,6 +9,7 @@ from ._engine import Engine as Engine, EngineStatistics as EngineStatistics
 from .core import _codec as codec
 from .core._audit import KINDS as AUDIT_KINDS, AuditEntry as AuditEntry
 from .core._errors import (
+    ChildFailedError as ChildFailedError,
     ConfigurationError as ConfigurationError,
     CorruptRecordError as CorruptRecordError,
     DuplicateStepError as DuplicateStepError,
@@ -43,6 +44,7 @@ from .core._schedule import (
     ScheduleStatus as ScheduleStatus,
 )
 from .core._steps import (
+    ChildView as ChildView,
     ExecutionDetail as ExecutionDetail,
     ExecutionPage as ExecutionPage,
     StepView as StepView,
@@ -61,6 +63,7 @@ from .core._workflow import WorkflowDefinition as WorkflowDefinition, workflow a
 from .remote._client import Client as Client
 from .runtime._branching import Branch as Branch
 from .runtime._bus import Emission as Emission, Subscription as Subscription
+from .runtime._children import ChildHandle as ChildHandle
 from .runtime._clock import Clock as Clock
 from .runtime._context import Context as Context
 from .runtime._operator import Operator as Operator
@@ -74,6 +77,9 @@ __all__ = [
     "AuditEntry",
     "Branch",
     "CatchUp",
+    "ChildFailedError",
+    "ChildHandle",
+    "ChildView",
     "Client",
     "Clock",
     "ConfigurationError",

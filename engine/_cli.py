@@ -22,7 +22,8 @@ import trio
 from ._cli_payload import JsonPayload
 from ._cli_store import backup, check
 from .core._errors import DurablyError, StoreError, UnknownExecutionError
-from .core._events import decode_all
+from .core._events import PatchMarked, decode_all
+from .core._steps import children_of, published_of
 from .core._types import Execution, Status
 from .remote._client import Client
 
@@ -104,6 +105,8 @@ def main(ctx: click.Context, store: str | None) -> None:
 @click.option("--workflow", default=None, help="Only executions of this workflow.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--after", default=None, help="Page on: list executions after this id.")
+@click.option("--patch", default=None, help="Only executions whose log took this patch.")
+@click.option("--without-patch", default=None, help="Only those whose log lacks this patch.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
 @click.pass_context
 def list_cmd(
@@ -112,14 +115,35 @@ def list_cmd(
     workflow: str | None,
     limit: int,
     after: str | None,
+    patch: str | None,
+    without_patch: str | None,
     as_json: bool,
 ) -> None:
-    """List executions, oldest first."""
+    """List executions, oldest first.
+
+    --without-patch ID with --status lists the executions still on the old code of a
+    patch: once none of them is active, the patch can be deprecated.
+    """
 
     async def go(engine: Client) -> list[Execution]:
-        return await engine.list_executions(
-            status=status, workflow=workflow, after=after, limit=limit
-        )
+        if patch is None and without_patch is None:
+            return await engine.list_executions(
+                status=status, workflow=workflow, after=after, limit=limit
+            )
+        found: list[Execution] = []
+        page = after
+        while len(found) < limit:
+            batch = await engine.list_executions(
+                status=status, workflow=workflow, after=page, limit=500
+            )
+            for execution in batch:
+                taken = _took_patch(engine, execution.id, patch or without_patch or "")
+                if taken == (patch is not None):
+                    found.append(execution)
+            if len(batch) < 500:
+                break
+            page = batch[-1].id
+        return found[:limit]
 
     executions = _run(ctx, go)
     if as_json:
@@ -143,9 +167,16 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
         return execution, decode_all(engine.store.read_events(execution_id), execution_id)
 
     execution, events = _run(ctx, go)
+    children, published = children_of(events), published_of(events)
     if as_json:
         timeline = [{"event": e.tag, **attrs.asdict(e, recurse=False)} for e in events]
-        click.echo(_json({"execution": attrs.asdict(execution), "timeline": timeline}))
+        document = {
+            "execution": attrs.asdict(execution),
+            "children": [attrs.asdict(c) for c in children],
+            "published": published,
+            "timeline": timeline,
+        }
+        click.echo(_json(document))
         return
     click.echo(_row(execution))
     for label, value in (
@@ -155,9 +186,22 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
         ("reason", execution.reason),
         ("waiting for", execution.waiting_for),
         ("wakes at", execution.wake_at),
+        ("parent", execution.parent_id),
+        ("run", execution.run if execution.run > 1 else None),
     ):
         if value not in (None, ""):
             click.echo(f"  {label}: {value}")
+    if children:
+        click.echo("children:")
+        for child in children:
+            mark = " (detached)" if child.detached else ""
+            click.echo(
+                f"  {child.step_id}: {child.execution_id} {child.workflow} {child.status}{mark}"
+            )
+    if published:
+        click.echo("published:")
+        for key, value in published.items():
+            click.echo(f"  {key}: {json.dumps(value, default=str, sort_keys=True)}")
     click.echo("timeline:")
     for event in events:
         from .core._types import from_ms
@@ -320,3 +364,9 @@ main.add_command(backup)
 
 def _who() -> str:
     return f"cli:{os.environ.get('USER', 'unknown')}"
+
+
+def _took_patch(engine: Client, execution_id: str, patch: str) -> bool:
+    """Whether the execution's log recorded patch ``patch`` (``ctx.patched``)."""
+    events = decode_all(engine.store.read_events(execution_id), execution_id)
+    return any(isinstance(e, PatchMarked) and e.patch == patch for e in events)

@@ -14,7 +14,7 @@ its own supervisor.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal
 
@@ -233,6 +233,22 @@ class Engine(Gateway):
         self, method: str, wire: dict[str, Any], local: Callable[[], Awaitable[Any]]
     ) -> Any:
         return await local()
+
+    async def _wait_published(self, execution_id: str) -> None:
+        # Subscribed before the first await: an append after the caller's read is seen.
+        assert self._supervisor is not None
+        changed = trio.Event()
+
+        def seen(eid: str, events: Sequence[Event]) -> None:
+            if eid == execution_id:
+                changed.set()
+
+        subscribers = self._supervisor.subscribers
+        subscribers.append(seen)
+        try:
+            await changed.wait()
+        finally:
+            subscribers.remove(seen)
 
     # --- recovery and statistics ---
 

@@ -51,8 +51,19 @@ def unframe(raw: bytes, what: str, execution_id: str | None = None) -> bytes:
 _RECORD_FIELDS = tuple(a.name for a in ExecutionRecord.__attrs_attrs__)
 
 
+#: Fields written only when they differ from their default: most executions have no
+#: parent and one run, and every record write would otherwise carry them.
+_SPARSE = {"parent_id": None, "run": 1}
+_DENSE = tuple(name for name in _RECORD_FIELDS if name not in _SPARSE)
+
+
 def encode_record(record: ExecutionRecord) -> bytes:
-    return orjson.dumps({name: getattr(record, name) for name in _RECORD_FIELDS})
+    data = {name: getattr(record, name) for name in _DENSE}
+    for name, default in _SPARSE.items():
+        value = getattr(record, name)
+        if value != default:
+            data[name] = value
+    return orjson.dumps(data)
 
 
 def decode_record(

@@ -29,8 +29,7 @@ import hashlib
 import logging
 import struct
 from collections.abc import Iterator, Sequence
-from itertools import islice
-from typing import Any, Protocol
+from typing import Any
 from zlib import crc32
 
 from durably.core._errors import CorruptRecordError, StoreCorruptError
@@ -39,6 +38,8 @@ from ..core import _decide as decide
 from ..core._records import (
     CANCEL_SIGNAL,
     INBOX_CALL,
+    INBOX_SIGNAL,
+    INBOX_START,
     TERMINAL_STATUSES,
     AddTimer,
     Append,
@@ -46,7 +47,6 @@ from ..core._records import (
     DeleteSchedule,
     ExecutionRecord,
     ExpireReplies,
-    InboxEntry,
     MailboxEntry,
     Notify,
     Op,
@@ -59,8 +59,11 @@ from ..core._records import (
     PutSignalResult,
     RemoveTimer,
     RequireNoSignal,
+    ResetLog,
     SignalArrived,
     SignalOutcome,
+    SignalWithStart,
+    SignalWithStartResult,
     TakeInbox,
     TakeReply,
     TakeSignal,
@@ -79,7 +82,15 @@ from ._codec import (
     frame,
     unframe,
 )
+from ._inbox import (
+    _expire_replies,
+    _inbox_key,
+    _take_inbox,
+    _take_reply,
+    inbox_waiting as inbox_waiting,
+)
 from ._keys import BadKey, id_part, timer_from_item
+from ._txn import Txn as Txn
 
 log = logging.getLogger("durably")
 
@@ -111,24 +122,6 @@ _FRAME_SIZE = _FRAME.size
 _frame_pack = _FRAME.pack
 #: Key parts longer than this are replaced by their SHA-256 (LMDB keys stop at 511 bytes).
 _MAX_KEY_PART = 200
-
-
-class Txn(Protocol):
-    """The key-value operations the layout needs; one transaction of a backend."""
-
-    def get(self, table: str, key: bytes) -> bytes | None: ...
-
-    def put(self, table: str, key: bytes, value: bytes) -> None: ...
-
-    def insert(self, table: str, key: bytes, value: bytes) -> bool:
-        """Put unless the key exists; False (and nothing written) if it does."""
-        ...
-
-    def delete(self, table: str, key: bytes) -> None: ...
-
-    def scan(self, table: str, start: bytes, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Items with key >= ``start`` and starting with ``prefix``, in key order."""
-        ...
 
 
 def check_key(table: str, key: bytes) -> None:
@@ -409,6 +402,17 @@ def _create(txn: Txn, op: CreateExecution) -> str:
     return record.id
 
 
+def _signal_with_start(txn: Txn, op: SignalWithStart) -> SignalWithStartResult:
+    owner = _create(txn, op.create)
+    created = owner == op.create.record.id
+    result = _put_signal(txn, PutSignal(owner, op.signal, op.payload, None, op.at))
+    if op.notify:
+        if created:
+            txn.put("inbox", _inbox_key(owner, INBOX_START), b"")
+        txn.put("inbox", _inbox_key(owner, INBOX_SIGNAL), b"")
+    return SignalWithStartResult(owner, created, result)
+
+
 def _put_signal(txn: Txn, op: PutSignal) -> PutSignalResult:
     eid = op.execution_id
     record = get_execution(txn, eid)
@@ -470,6 +474,16 @@ def apply_op(txn: Txn, op: Op) -> Any:
             return None
         case CreateExecution():
             return _create(txn, op)
+        case SignalWithStart():
+            return _signal_with_start(txn, op)
+        case ResetLog(execution_id=eid, events=events):
+            # Keys first, deletes after: neither backend's scan may see its table change.
+            prefix = eid.encode() + b"\x00"
+            stale = [key for key, _ in txn.scan("events", prefix, prefix)]
+            for key in stale:
+                txn.delete("events", key)
+            _append(txn, eid, 0, events)
+            return None
         case AddTimer(timer=timer):
             txn.put("timers", timer_key(timer), _timer_value(timer))
             return None
@@ -515,67 +529,6 @@ def apply_op(txn: Txn, op: Op) -> Any:
         case ExpireReplies(before_ms=before_ms):
             return _expire_replies(txn, before_ms)
     raise TypeError(f"not a store op: {op!r}")
-
-
-# --- the inbox ------------------------------------------------------------------------
-
-
-def _inbox_key(key: str, kind: str) -> bytes:
-    return key.encode() + b"\x00" + kind.encode()
-
-
-def inbox_waiting(txn: Txn) -> bool:
-    """Whether the inbox holds an entry: the worker's periodic look, one cursor step."""
-    return next(iter(txn.scan("inbox", b"", b"")), None) is not None
-
-
-def _take_inbox(txn: Txn, limit: int) -> list[InboxEntry]:
-    # Keys first, deletes after: neither backend's scan may see its table change under it.
-    keys = [key for key, _ in islice(txn.scan("inbox", b"", b""), max(limit, 0))]
-    out: list[InboxEntry] = []
-    for raw_key in keys:
-        txn.delete("inbox", raw_key)
-        name, _, kind_raw = raw_key.rpartition(b"\x00")
-        key, kind = name.decode(errors="replace"), kind_raw.decode(errors="replace")
-        request: bytes | Exception | None = None
-        if kind == INBOX_CALL and name:  # (an empty key is no LMDB key: never a call)
-            raw = txn.get("calls", name)
-            if raw is not None:
-                txn.delete("calls", name)
-                try:
-                    request = unframe(raw, f"the request of call {key!r}")
-                except CorruptRecordError as exc:
-                    request = exc
-        out.append(InboxEntry(key, kind, request))
-    return out
-
-
-def _take_reply(txn: Txn, token: str) -> bytes | Exception | None:
-    raw = txn.get("replies", token.encode())
-    if raw is None:
-        return None
-    txn.delete("replies", token.encode())
-    try:
-        body = unframe(raw, f"the answer to call {token!r}")
-    except CorruptRecordError as exc:
-        return exc
-    if len(body) < _U64.size:
-        return CorruptRecordError(f"the answer to call {token!r} is truncated")
-    return body[_U64.size :]
-
-
-def _expire_replies(txn: Txn, before_ms: int) -> int:
-    stale = []
-    for key, raw in txn.scan("replies", b"", b""):
-        try:
-            body = unframe(raw, "an answer")
-        except CorruptRecordError:
-            body = b""  # a damaged answer can never be read: it goes too
-        if len(body) < _U64.size or _U64.unpack_from(body)[0] < before_ms:
-            stale.append(key)
-    for key in stale:
-        txn.delete("replies", key)
-    return len(stale)
 
 
 def apply_ops(txn: Txn, ops: Sequence[Op]) -> list[Any]:

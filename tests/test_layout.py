@@ -41,6 +41,8 @@ IMPURE_ROOTS = frozenset({"trio", "lmdb", "croniter"})
 DOCUMENTED_ENGINE_API = frozenset(
     {
         "register",
+        "signal_with_start",
+        "read_published",
         "workflows",
         "start",
         "start_and_wait",

@@ -20,6 +20,9 @@ from typing import Any
 import attrs
 
 from ._events import (
+    ChildEnded,
+    ChildStarted,
+    ChildWaiting,
     CompensationCompleted,
     CompensationFailed,
     Emitted,
@@ -28,8 +31,12 @@ from ._events import (
     ExecutionFailed,
     ExecutionResumed,
     ExecutionStarted,
+    GatherEnded,
+    GatherStarted,
     Noted,
     OperatorActed,
+    PatchMarked,
+    Published,
     SignalReceived,
     SignalRejected,
     SignalTimedOut,
@@ -65,6 +72,13 @@ KINDS = (
     "compensation_completed",
     "compensation_failed",
     "operator_action",
+    "child_started",
+    "child_waiting",
+    "child_ended",
+    "gather_started",
+    "gather_ended",
+    "patched",
+    "published",
 )
 
 
@@ -171,6 +185,28 @@ def _entries_of(event: Event) -> list[tuple[str, dict[str, Any]]]:
                     },
                 )
             ]
+    return _composed_entries(event)
+
+
+def _composed_entries(event: Event) -> list[tuple[str, dict[str, Any]]]:
+    """Entries of the composition primitives (children, gathers, patches, publishing)."""
+    match event:
+        case ChildStarted():
+            data = {"child_id": event.child_id, "workflow": event.workflow}
+            return [("child_started", {**data, "detached": event.detached})]
+        case ChildWaiting():
+            return [("child_waiting", {"child_id": event.child_id})]
+        case ChildEnded():
+            data = {"child_id": event.child_id, "status": event.status}
+            return [("child_ended", {**data, "error": _brief(event.error or {})})]
+        case GatherStarted():
+            return [("gather_started", {"size": event.size})]
+        case GatherEnded():
+            return [("gather_ended", {"error_step": event.error_step})]
+        case PatchMarked():
+            return [("patched", {"patch": event.patch})]
+        case Published():
+            return [("published", {"key": event.key, "value": event.value})]
     return []
 
 

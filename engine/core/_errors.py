@@ -137,6 +137,22 @@ class ExecutionFailedError(DurablyError):
         super().__init__(f"execution {execution_id} failed: {kind}: {msg}")
 
 
+class ChildFailedError(DurablyError):
+    """A child workflow (``ctx.child``) ended ``FAILED``: raised in its parent, which may
+    catch it. ``error_type`` and ``error_message`` are the child's error."""
+
+    def __init__(self, child_id: str, step_id: str, error: dict[str, Any] | None) -> None:
+        self.child_id = child_id
+        self.step_id = step_id
+        self.error = error or {}
+        self.error_type = str(self.error.get("type", "Error"))
+        self.error_message = str(self.error.get("message", ""))
+        super().__init__(
+            f"child execution {child_id} (step {step_id!r}) failed: "
+            f"{self.error_type}: {self.error_message}"
+        )
+
+
 class ExecutionCancelledError(DurablyError):
     """Waiting on an execution that was cancelled."""
 

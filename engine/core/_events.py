@@ -38,6 +38,11 @@ class ExecutionStarted(Event):
     workflow: str
     input: Any
     attempt: int = 1
+    #: 1 for an execution's first run; ``n + 1`` for the run a ``continue_as_new`` of
+    #: run ``n`` began (its log starts over, the execution id stays).
+    run: int = 1
+    #: The fire time (epoch ms) a schedule started this run for (``ctx.scheduled_at``).
+    scheduled_at: int | None = None
 
 
 @attrs.frozen
@@ -213,6 +218,85 @@ class CompensationFailed(Event):
 
 
 @attrs.frozen
+class ChildStarted(Event):
+    """A child execution was created, in the same transaction as this event."""
+
+    tag = "child.started"
+    command = "child"
+    step_id: str
+    child_id: str
+    workflow: str
+    #: A detached child outlives its parent; others are cancelled when the parent ends.
+    detached: bool = False
+
+
+@attrs.frozen
+class ChildWaiting(Event):
+    """The parent waits for its child's end (parked like a signal wait)."""
+
+    tag = "child.waiting"
+    command = "child"
+    step_id: str
+    child_id: str
+
+
+@attrs.frozen
+class ChildEnded(Event):
+    """The parent took its child's outcome (``status`` is the child's final status)."""
+
+    tag = "child.ended"
+    command = "child"
+    step_id: str
+    child_id: str
+    status: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+    mailbox_seq: int = -1
+
+
+@attrs.frozen
+class GatherStarted(Event):
+    """A ``ctx.gather`` began: the step ids first recorded until its ``GatherEnded``
+    (or the log's end) are its members, matched by id in any order."""
+
+    tag = "gather.started"
+    command = "gather"
+    step_id: str
+    size: int
+
+
+@attrs.frozen
+class GatherEnded(Event):
+    """The gather returned, or raised the error of member ``error_step``."""
+
+    tag = "gather.ended"
+    command = "gather"
+    step_id: str
+    error_step: str | None = None
+
+
+@attrs.frozen
+class PatchMarked(Event):
+    """The run reached ``ctx.patched(patch)`` (or ``deprecate_patch``) as new code."""
+
+    tag = "patch"
+    command = "patch"
+    step_id: str
+    patch: str
+
+
+@attrs.frozen
+class Published(Event):
+    """``ctx.publish(key, value)``: a value the outside may read while the run goes on."""
+
+    tag = "published"
+    command = "publish"
+    step_id: str
+    key: str
+    value: Any
+
+
+@attrs.frozen
 class ExecutionCompleted(Event):
     tag = "completed"
     result: Any
@@ -267,6 +351,13 @@ def _register() -> None:
         SwitchEvaluated,
         CompensationCompleted,
         CompensationFailed,
+        ChildStarted,
+        ChildWaiting,
+        ChildEnded,
+        GatherStarted,
+        GatherEnded,
+        PatchMarked,
+        Published,
         ExecutionCompleted,
         ExecutionFailed,
         ExecutionCancelled,

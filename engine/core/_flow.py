@@ -8,7 +8,19 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-NodeKind = Literal["step", "sleep", "wait_for_signal", "emit", "switch", "note"]
+NodeKind = Literal[
+    "step",
+    "sleep",
+    "wait_for_signal",
+    "emit",
+    "switch",
+    "note",
+    "gather",
+    "child",
+    "patch",
+    "publish",
+    "continue_as_new",
+]
 
 
 @attrs.frozen
@@ -17,7 +29,10 @@ class FlowNode:
 
     ``step``: ``has_compensation``, ``has_retry``, ``timeout``; ``sleep``: ``seconds``
     or ``until``; ``wait_for_signal``: ``signal``, ``timeout``; ``emit``: ``event``;
-    ``switch``: ``branches`` (ids, in order) and ``default``; ``note``: ``message``.
+    ``switch``: ``branches`` (ids, in order) and ``default``; ``note``: ``message``;
+    ``gather``: ``members`` (the step ids of its calls, which follow it as nodes) and
+    ``limit``; ``child``: ``workflow`` and ``detached``; ``patch``: ``patch``;
+    ``publish``: ``key``.
     """
 
     kind: NodeKind
@@ -32,6 +47,12 @@ class FlowNode:
     branches: tuple[str, ...] = ()
     default: str | None = None
     message: str | None = None
+    members: tuple[str, ...] = ()
+    limit: int | None = None
+    workflow: str | None = None
+    detached: bool = False
+    patch: str | None = None
+    key: str | None = None
 
     _FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
         "step": ("has_compensation", "has_retry", "timeout"),
@@ -40,6 +61,11 @@ class FlowNode:
         "emit": ("event",),
         "switch": ("branches", "default"),
         "note": ("message",),
+        "gather": ("members", "limit"),
+        "child": ("workflow", "detached"),
+        "patch": ("patch",),
+        "publish": ("key",),
+        "continue_as_new": (),
     }
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,9 +99,19 @@ class FlowShape:
         """A Mermaid ``flowchart TD``: nodes in order; a switch fans out to its branches."""
         lines = ["flowchart TD", f'    start(["{_esc(self.workflow)}"])']
         previous = ["start"]
+        fan: list[str] = []  # the gather whose members are being drawn, then its ends
+        members_left = 0
         for index, node in enumerate(self.nodes, 1):
             name = f"n{index}"
             label = _esc(_label(node))
+            if members_left:  # a member: drawn beside the others, from the gather
+                lines.append(f'    {name}["{label}"]')
+                lines.append(f"    {fan[0]} --> {name}")
+                fan.append(name)
+                members_left -= 1
+                if not members_left:
+                    previous = fan[1:] or fan[:1]
+                continue
             if node.kind == "switch":
                 lines.append(f'    {name}{{"{label}"}}')
             elif node.kind in ("sleep", "wait_for_signal"):
@@ -86,6 +122,8 @@ class FlowShape:
                 lines.append(f'    {name}["{label}"]')
             lines.extend(f"    {p} --> {name}" for p in previous)
             previous = [name]
+            if node.kind == "gather" and node.members:
+                fan, members_left = [name], len(node.members)
             if node.kind == "switch":
                 arms = [(b, b) for b in node.branches]
                 if node.default is not None:
@@ -123,6 +161,17 @@ def _label(node: FlowNode) -> str:
             return f"emit {node.event}"
         case "switch":
             return f"switch {node.step_id}"
+        case "gather":
+            limit = f", limit {node.limit}" if node.limit is not None else ""
+            return f"gather {len(node.members)}{limit}"
+        case "child":
+            return f"child {node.workflow}" + (" (detached)" if node.detached else "")
+        case "patch":
+            return f"patch {node.patch}"
+        case "publish":
+            return f"publish {node.key}"
+        case "continue_as_new":
+            return "continue as new"
         case _:
             return f"note: {node.message}"
 

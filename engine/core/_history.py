@@ -16,7 +16,15 @@ from typing import Any
 import attrs
 
 from ._errors import ConfigurationError, type_name
-from ._events import Event, ExecutionResumed, ExecutionStarted, OperatorActed, StepFailed
+from ._events import (
+    ChildEnded,
+    ChildStarted,
+    Event,
+    ExecutionResumed,
+    ExecutionStarted,
+    OperatorActed,
+    StepFailed,
+)
 from ._records import Timer
 
 #: The last millisecond a datetime can show (9999-12-31 23:59:59.999 UTC). Due times are
@@ -81,6 +89,8 @@ class HistoryFacts:
     rollback_round: int = 0
     rerun_failed: frozenset[str] = frozenset()
     attempt_started: int | None = None
+    #: The fire time a schedule started this run for (``ctx.scheduled_at``).
+    scheduled_at: int | None = None
 
 
 _NONE: frozenset[str] = frozenset()
@@ -90,17 +100,19 @@ def history_facts(events: Sequence[Event]) -> HistoryFacts:
     rounds = 0
     resumed_at = -1
     started: int | None = None
+    scheduled: int | None = None
     for index, event in enumerate(events):
         if isinstance(event, ExecutionResumed):
             resumed_at = index
             started = event.at
         elif isinstance(event, ExecutionStarted):
             started = event.at
+            scheduled = event.scheduled_at
         elif isinstance(event, OperatorActed) and event.action == "retry_rollback":
             rounds += 1
             started = event.at
     if resumed_at < 0:  # no operator retry (the common case): nothing runs again
-        return HistoryFacts(rounds, _NONE, started)
+        return HistoryFacts(rounds, _NONE, started, scheduled)
     last: dict[str, tuple[int, Event]] = {}
     for index, event in enumerate(events):
         step_id = getattr(event, "step_id", None)
@@ -111,7 +123,19 @@ def history_facts(events: Sequence[Event]) -> HistoryFacts:
         for sid, (index, event) in last.items()
         if isinstance(event, StepFailed) and index < resumed_at
     )
-    return HistoryFacts(rounds, rerun, started)
+    return HistoryFacts(rounds, rerun, started, scheduled)
+
+
+def open_children(events: Sequence[Event]) -> list[str]:
+    """The children started in ``events`` that are not detached and whose end the log
+    has not taken: what the parent-close policy cancels when the parent ends."""
+    started: dict[str, str] = {}
+    for event in events:
+        if isinstance(event, ChildStarted) and not event.detached:
+            started[event.step_id] = event.child_id
+        elif isinstance(event, ChildEnded):
+            started.pop(event.step_id, None)
+    return list(started.values())
 
 
 def timeout_timer(

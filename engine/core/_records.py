@@ -28,6 +28,14 @@ ALL_STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
 #: signal cannot take it: names starting ``durably.`` are refused).
 CANCEL_SIGNAL = "durably.cancel"
 
+#: The reserved mailbox names by which a child tells its parent how it ended.
+CHILD_SIGNAL = "durably.child:"
+
+
+def child_signal(child_id: str) -> str:
+    """The mailbox name of child ``child_id``'s outcome, in its parent's mailbox."""
+    return CHILD_SIGNAL + child_id
+
 
 def cancel_args(payload: Any) -> tuple[str | None, str | None]:
     """``(reason, by)`` of a durable cancellation request's payload."""
@@ -80,6 +88,10 @@ class ExecutionRecord:
     schedule_id: str | None = None
     #: Why the execution reached its current status, where that is worth saying.
     reason: str | None = None
+    #: The execution that started this one as its child (``ctx.child``), if any.
+    parent_id: str | None = None
+    #: How many runs the execution has had (``ctx.continue_as_new`` starts the next).
+    run: int = 1
 
 
 def quarantined_record(execution_id: str, error: Exception) -> ExecutionRecord:
@@ -209,6 +221,38 @@ class PutSignal:
     dedup_key: str | None = None
     #: When the sender sent it (its engine clock, epoch ms); kept with the entry.
     at: int | None = None
+
+
+@attrs.frozen
+class SignalWithStart:
+    """Create ``create``'s execution unless its idempotency key is taken, then buffer the
+    signal for whichever execution owns the key, with an inbox entry for each if
+    ``notify``: one transaction (``engine.signal_with_start``).
+
+    Result: a ``SignalWithStartResult``.
+    """
+
+    create: CreateExecution
+    signal: str
+    payload: Any
+    at: int | None = None
+    notify: bool = False
+
+
+@attrs.frozen
+class SignalWithStartResult:
+    execution_id: str
+    created: bool
+    signal: PutSignalResult
+
+
+@attrs.frozen
+class ResetLog:
+    """Replace the whole log of an execution with ``events`` (``continue_as_new``: the
+    next run starts with a fresh log under the same id). Result: ``None``."""
+
+    execution_id: str
+    events: list[bytes]
 
 
 class SignalArrived(Exception):
@@ -341,6 +385,8 @@ class ExpireReplies:
 
 Op = (
     CreateExecution
+    | SignalWithStart
+    | ResetLog
     | Append
     | PutExecution
     | AddTimer

@@ -13,6 +13,13 @@ Rules of this module:
   finishes before reaching every recorded command raises ``NonDeterminismError`` naming
   the position, the step id, what was recorded and what the code asked for.
 - The same step id twice in one run raises ``DuplicateStepError`` at that call.
+- A gather (``ctx.gather``) is one command whose members run concurrently, so their
+  first appearance in the log is in finishing order, not code order. Its members are the
+  step ids first recorded between its ``GatherStarted`` and its ``GatherEnded`` (or the
+  log's end, if it was cut short): inside the gather they are matched by id, in any
+  order; the gather as a whole keeps its place in the recorded order.
+- A recorded patch marker (``ctx.patched``) the code no longer asks for is passed over:
+  removing a deprecated patch never breaks a replay.
 
 ``Replayer`` is the whole state machine. The engine feeds it the decoded log, asks it for
 each command (``issue``) and tells it what it records (``record``).
@@ -21,13 +28,30 @@ each command (``issue``) and tells it what it records (``record``).
 from __future__ import annotations
 
 from ._errors import DuplicateStepError, NonDeterminismError
-from ._events import Event
+from ._events import Event, GatherEnded
+
+
+class NotInGather(Exception):
+    """A member the replayed gather never started: it was cut short by another member's
+    failure (its ``GatherEnded`` names that member), so this one is not run now either."""
+
+
+class _Group:
+    """The members of the gather being replayed that the code has not issued yet."""
+
+    __slots__ = ("closed", "failed", "remaining", "step_id")
+
+    def __init__(self, step_id: str, remaining: set[str], closed: bool, failed: bool) -> None:
+        self.step_id = step_id
+        self.remaining = remaining
+        self.closed = closed
+        self.failed = failed
 
 
 class Replayer:
     """Matches a run's commands against an execution's recorded events."""
 
-    __slots__ = ("_by_step", "_cursor", "_execution_id", "_order", "_seen")
+    __slots__ = ("_by_step", "_cursor", "_ends", "_execution_id", "_group", "_order", "_seen")
 
     def __init__(self, events: list[Event], execution_id: str | None = None) -> None:
         self._execution_id = execution_id
@@ -36,12 +60,17 @@ class Replayer:
         # event instead of two, which its replay's garbage collector walks.
         self._by_step: dict[str, Event | list[Event]] = {}
         self._order: list[str] = []
+        #: Where each recorded gather's members end in ``_order``, and its failed member.
+        self._ends: dict[str, tuple[int, str | None]] = {}
         for event in events:
             step_id = getattr(event, "step_id", None)
             if step_id is not None:
                 self._add(step_id, event)
+                if type(event) is GatherEnded:
+                    self._ends[step_id] = (len(self._order), event.error_step)
         self._cursor = 0
         self._seen: set[str] = set()
+        self._group: _Group | None = None
 
     def _add(self, step_id: str, event: Event) -> None:
         by_step = self._by_step
@@ -61,7 +90,8 @@ class Replayer:
     @property
     def replaying(self) -> bool:
         """True while recorded commands remain ahead of the run."""
-        return self._cursor < len(self._order)
+        group = self._group
+        return self._cursor < len(self._order) or (group is not None and bool(group.remaining))
 
     def issue(self, step_id: str, command: str) -> list[Event] | None:
         """The recorded events for this command, or ``None`` if it is new work."""
@@ -71,11 +101,17 @@ class Replayer:
                 "every durable call of one execution needs its own step id"
             )
         self._seen.add(step_id)
+        if self._group is not None:
+            return self._issue_member(self._group, step_id, command)
         position = self._cursor
-        if position < len(self._order):
+        while position < len(self._order):
             expected = self._order[position]
             recorded = self._events(expected)
             recorded_cmd = recorded[0].command
+            if recorded_cmd == "patch" and step_id != expected:
+                position += 1  # a patch the code no longer asks about: passed over
+                self._cursor = position
+                continue
             if step_id != expected:
                 if step_id in self._by_step:
                     why = f"the log records {step_id!r} later: commands were reordered"
@@ -90,6 +126,79 @@ class Replayer:
             return recorded
         return None
 
+    def events_of(self, step_id: str) -> list[Event]:
+        """What the log holds for ``step_id`` (read-only: issues nothing)."""
+        return self._events(step_id) if step_id in self._by_step else []
+
+    def patch(self, step_id: str) -> bool | None:
+        """Whether the log took patch ``step_id`` here: True (it did), False (it passed
+        this point without it: old code), ``None`` (new work: record the marker)."""
+        if step_id in self._by_step:
+            return self.issue(step_id, "patch") is not None
+        if self.replaying:
+            return False
+        self.issue(step_id, "patch")
+        return None
+
+    # --- gathers ---
+
+    def open_group(self, step_id: str, recorded: bool) -> None:
+        """The gather ``step_id`` starts (it was just issued); ``recorded``: from the log."""
+        if not recorded:
+            self._group = _Group(step_id, set(), False, False)
+            return
+        end, error_step = self._ends.get(step_id, (len(self._order), None))
+        members = set(self._order[self._cursor : end])
+        self._group = _Group(step_id, members, step_id in self._ends, error_step is not None)
+        self._cursor = end
+
+    def close_group(self, failed: bool) -> None:
+        """The gather is over; ``failed``: it raised (members may be left unissued)."""
+        group = self._group
+        assert group is not None
+        self._group = None
+        if group.remaining and not failed:
+            missing = sorted(group.remaining)[0]
+            raise self._diverged(
+                self._cursor,
+                None,
+                "the end of the gather",
+                missing,
+                self._events(missing)[0].command,
+                f"gather {group.step_id!r} recorded this member; the code no longer runs it",
+            )
+
+    def _issue_member(self, group: _Group, step_id: str, command: str) -> list[Event] | None:
+        if step_id in group.remaining:
+            group.remaining.discard(step_id)
+            recorded = self._events(step_id)
+            if recorded[0].command != command:
+                raise self._diverged(
+                    self._cursor, step_id, command, step_id, recorded[0].command, "the kind changed"
+                )
+            return recorded
+        if step_id in self._by_step:
+            raise self._diverged(
+                self._cursor,
+                step_id,
+                command,
+                group.step_id,
+                "gather",
+                f"the log records {step_id!r} outside gather {group.step_id!r}",
+            )
+        if group.closed:
+            if group.failed:
+                raise NotInGather(step_id)
+            raise self._diverged(
+                self._cursor,
+                step_id,
+                command,
+                group.step_id,
+                "gather",
+                f"gather {group.step_id!r} finished without this member (added)",
+            )
+        return None
+
     def record(self, step_id: str, event: Event) -> None:
         """Note an event the run just recorded for ``step_id`` (the current command)."""
         new = step_id not in self._by_step
@@ -99,7 +208,10 @@ class Replayer:
 
     def finish(self) -> None:
         """The workflow returned or raised: every recorded command must have been reached."""
-        if self._cursor < len(self._order):
+        while self._cursor < len(self._order):
+            if self._events(self._order[self._cursor])[0].command == "patch":
+                self._cursor += 1  # a patch the code no longer asks about
+                continue
             expected = self._order[self._cursor]
             recorded_cmd = self._events(expected)[0].command
             raise self._diverged(

@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 
 from ._events import (
+    ChildEnded,
+    ChildWaiting,
     Event,
     ExecutionCancelled,
     ExecutionCompleted,
@@ -36,6 +38,7 @@ from ._events import (
     TimerFired,
     TimerStarted,
 )
+from ._records import child_signal
 
 #: The status an event of the operator's "run again" kind returns the execution to: the
 #: wait its last command left it in (``Wait.status``), or ``running``.
@@ -52,6 +55,7 @@ STATUS_AFTER: Mapping[type[Event], str] = MappingProxyType(
         OperatorActed: KEEP,  # retry_rollback: RESUMED (see status_after)
         TimerStarted: "sleeping",
         SignalWaiting: "waiting",
+        ChildWaiting: "waiting",
         StepRetrying: "retrying",
         ExecutionCompleted: "completed",
         ExecutionFailed: OWN,
@@ -85,6 +89,8 @@ def wait_of(event: Event | None) -> Wait:
             return Wait("waiting", event.signal, timer)
         case StepRetrying():
             return Wait("retrying", None, (event.retry_at, event.step_id))
+        case ChildWaiting():
+            return Wait("waiting", child_signal(event.child_id), None)
     return RUNNING
 
 
@@ -131,5 +137,5 @@ def record_changes(event: Event) -> Mapping[str, Any]:
     return {"status": status, "waiting_signal": None, "timer": None}
 
 
-_WAIT_ENDERS = frozenset((TimerFired, SignalReceived, SignalRejected, SignalTimedOut))
+_WAIT_ENDERS = frozenset((TimerFired, SignalReceived, SignalRejected, SignalTimedOut, ChildEnded))
 _WAITS = frozenset(("sleeping", "waiting", "retrying"))

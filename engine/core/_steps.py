@@ -12,11 +12,17 @@ import attrs
 
 from ._audit import AuditEntry
 from ._events import (
+    ChildEnded,
+    ChildStarted,
     CompensationCompleted,
     CompensationFailed,
     Emitted,
     Event,
+    GatherEnded,
+    GatherStarted,
     Noted,
+    PatchMarked,
+    Published,
     SignalReceived,
     SignalRejected,
     SignalTimedOut,
@@ -46,7 +52,8 @@ class StepView:
     """One recorded command of an execution, as its log tells it.
 
     ``kind`` is the command (``step``, ``sleep``, ``signal``, ``emit``, ``note``,
-    ``switch``, ``compensate``, ``value``); ``status`` where it stands (``completed``,
+    ``switch``, ``compensate``, ``value``, ``child``, ``gather``, ``patch``,
+    ``publish``); ``status`` where it stands (``completed``,
     ``failed``, ``retrying``, ``skipped``, ``waiting``, ``timed_out``, ``rejected``: a
     signal whose payload did not fit, its ``error`` says why); ``result`` the
     recorded value (a step's result, a signal's payload, a switch's result). Internal
@@ -70,12 +77,45 @@ class StepView:
 
 
 @attrs.frozen
+class ChildView:
+    """A child execution its parent started: where, which, and how it ended (``status``
+    is ``running`` until the parent has taken its end)."""
+
+    step_id: str
+    execution_id: str
+    workflow: str
+    status: str
+    detached: bool
+
+
+@attrs.frozen
 class ExecutionDetail:
-    """What ``get_execution_detail`` returns: the record, its steps and its audit trail."""
+    """What ``get_execution_detail`` returns: the record, its steps and its audit trail,
+    its children and the values it published (the latest under each key)."""
 
     execution: Execution
     steps: list[StepView]
     audit: list[AuditEntry]
+    children: list[ChildView] = attrs.field(factory=list)
+    published: dict[str, Any] = attrs.field(factory=dict)
+
+
+def children_of(events: list[Event]) -> list[ChildView]:
+    """The children a log started, in the order it started them."""
+    views: dict[str, ChildView] = {}
+    for event in events:
+        if isinstance(event, ChildStarted):
+            views[event.step_id] = ChildView(
+                event.step_id, event.child_id, event.workflow, "running", event.detached
+            )
+        elif isinstance(event, ChildEnded) and event.step_id in views:
+            views[event.step_id] = attrs.evolve(views[event.step_id], status=event.status)
+    return list(views.values())
+
+
+def published_of(events: list[Event]) -> dict[str, Any]:
+    """The latest value a log published under each key (``ctx.publish``)."""
+    return {e.key: e.value for e in events if isinstance(e, Published)}
 
 
 def last_event(events: list[Event], step_id: str) -> Event | None:
@@ -135,6 +175,19 @@ def _view(step_id: str, group: list[Event]) -> StepView:
             duration = last.duration_ms
         case CompensationFailed():
             status, error = "failed", last.error
+        case ChildStarted():
+            status, result = "waiting", {"execution_id": last.child_id}
+        case ChildEnded():
+            status, result, error = last.status, last.result, last.error
+        case GatherStarted():
+            status = "waiting"
+        case GatherEnded():
+            status = "completed" if last.error_step is None else "failed"
+            result = {"size": first.size} if isinstance(first, GatherStarted) else None
+        case PatchMarked():
+            result = last.patch
+        case Published():
+            result = {"key": last.key, "value": last.value}
     return StepView(
         step_id=step_id,
         kind=kind,

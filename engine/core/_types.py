@@ -70,6 +70,10 @@ class Execution:
     wake_at: datetime | None
     schedule_id: str | None
     reason: str | None
+    #: The execution that started this one as its child (``ctx.child``), if any.
+    parent_id: str | None = None
+    #: 1 for the first run; each ``continue_as_new`` begins the next under the same id.
+    run: int = 1
 
     @classmethod
     def from_record(cls, record: ExecutionRecord) -> Execution:
@@ -88,6 +92,8 @@ class Execution:
             wake_at=from_ms(record.timer[0]) if record.timer else None,
             schedule_id=record.schedule_id,
             reason=record.reason,
+            parent_id=record.parent_id,
+            run=record.run,
         )
 
 

@@ -27,13 +27,17 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from durably.stores import (
     AddTimer,
     ExecutionRecord,
     Op,
+    PutExecution,
+    PutSignal,
     RemoveTimer,
+    ResetLog,
     TakeSignal,
     Timer,
 )
@@ -41,6 +45,7 @@ from durably.stores import (
 from ..core import _codec
 from ..core._errors import (
     CorruptRecordError,
+    DurablyError,
     NonDeterminismError,
     PayloadError,
     WorkflowTimeoutError,
@@ -50,15 +55,30 @@ from ..core._events import (
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionStarted,
     decode_all,
+    encode,
 )
-from ..core._history import HistoryFacts, error_info, history_facts, timeout_timer
-from ..core._records import CANCEL_SIGNAL
+from ..core._history import (
+    HistoryFacts,
+    error_info,
+    history_facts,
+    open_children,
+    timeout_timer,
+)
+from ..core._records import CANCEL_SIGNAL, child_signal
 from ..core._replay import Replayer
 from ..core._status import record_changes
+from ._batch import GatherWriter
 from ._context import Context
 from ._latch import Wake
-from ._primitive import _CompensationFailure, _ControlFlow, concurrent_calls, unwinds
+from ._primitive import (
+    _CompensationFailure,
+    _ContinueAsNew,
+    _ControlFlow,
+    concurrent_calls,
+    unwinds,
+)
 from ._recorder import Recorder, _EngineFailure
 
 if TYPE_CHECKING:
@@ -97,8 +117,10 @@ def _unwrap(exc: BaseException) -> BaseException:
 class ExecutionActor(Recorder):
     __slots__ = (
         "_exited_event",
+        "broadcast",
         "cancel_by",
         "cancel_reason",
+        "children",
         "definition",
         "exited",
         "facts",
@@ -134,6 +156,11 @@ class ExecutionActor(Recorder):
         self.facts = HistoryFacts()
         self.timeout_timer: Timer | None = None
         self.hung = False
+        #: While a ``ctx.gather`` runs: the wake its member tasks share (None otherwise).
+        self.broadcast: trio.Event | None = None
+        #: Children this run started (or replayed starting) whose end it has not taken:
+        #: the parent-close policy cancels them when it ends. Made on first child.
+        self.children: set[str] | None = None
 
     async def wait_exited(self) -> None:
         """Until the actor's task has ended (the event is made only when someone waits)."""
@@ -154,6 +181,33 @@ class ExecutionActor(Recorder):
         """Something this execution may wait for happened (a timer, a signal)."""
         self.woken = True
         self.wake.set()
+        broadcast = self.broadcast
+        if broadcast is not None:
+            self.broadcast = trio.Event()
+            broadcast.set()
+
+    def child_started(self, record: ExecutionRecord, first: Event, detached: bool) -> None:
+        if not detached:
+            self.child_started_before(record.id)
+        self.host.spawn(record.id, fresh=(record, [first]))
+
+    def child_started_before(self, child_id: str) -> None:
+        if self.children is None:
+            self.children = set()
+        self.children.add(child_id)
+
+    def child_ended(self, child_id: str) -> None:
+        if self.children is not None:
+            self.children.discard(child_id)
+
+    def begin_gather(self) -> GatherWriter:
+        self.broadcast = trio.Event()
+        self.writer = GatherWriter(self)
+        return self.writer
+
+    def end_gather(self) -> None:
+        self.broadcast = None
+        self.writer = None
 
     def request_park(self) -> None:
         self.park_requested = True
@@ -169,6 +223,13 @@ class ExecutionActor(Recorder):
         self.replay_done()
         if timer is not None:
             self.parts.scheduler.arm(timer)
+        broadcast = self.broadcast
+        if broadcast is not None:
+            # A gather's members wait together: each re-checks its own condition after
+            # any wake. It never parks (its waits overlap; the record says running).
+            await broadcast.wait()
+            self.deferred = True
+            return
         if self.woken:
             self.woken = False
             return
@@ -251,22 +312,33 @@ class ExecutionActor(Recorder):
         if self.cancel_reason is not None:
             raws = self.parts.store.read_events(self.execution_id)
             self.seq = len(raws)
-            try:  # so that finish removes the timeout's timer
-                self._timeout_deadline(decode_all(raws, self.execution_id))
+            try:  # so that finish removes the timeout's timer and cancels the children
+                events = decode_all(raws, self.execution_id)
+                self._timeout_deadline(events)
+                self.children = set(open_children(events)) or None
             except CorruptRecordError:
                 pass
             await self._finish_cancelled()
             return
-        deadline = await self._load()
-        if deadline is None:
-            return
+        while True:
+            deadline = await self._load()
+            if deadline is None:
+                return
+            try:
+                await self._run_once(deadline)
+                return
+            except _ContinueAsNew as exc:
+                if not await self._continue_as_new(exc.input):
+                    return
+
+    async def _run_once(self, deadline: float) -> None:
         try:
             result = await self._call_workflow(deadline)
             if self.deferred:
                 await self.settle()
             self.replayer.finish()
             shaped = _codec.shape(result, f"result of workflow {self.definition.name!r}")
-        except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):
+        except (_Suspend, _EngineFailure, _ReplayHung, _ContinueAsNew, trio.Cancelled):
             raise
         except _CompensationFailure as exc:
             await self._compensation_failed(exc)
@@ -414,6 +486,93 @@ class ExecutionActor(Recorder):
             fields["result"] = event.result
         elif isinstance(event, ExecutionFailed):
             fields["error"] = event.error
+        status = fields["status"]
+        parent = self.record_.parent_id
+        if parent is not None:  # the parent learns how its child ended, durably
+            ops.append(
+                PutSignal(parent, child_signal(self.execution_id), _told(event), at=event.at)
+            )
+        orphans = sorted(self.children) if self.children else []
+        why = {"reason": f"its parent {self.execution_id} ended ({status})", "by": "durably"}
+        ops.extend(PutSignal(child, CANCEL_SIGNAL, why, at=event.at) for child in orphans)
         with trio.CancelScope(shield=True):
             await self.append(event, None, ops, **fields)
-        self.host.finished(self.execution_id, fields["status"])
+        self.host.finished(self.execution_id, status)
+        if parent is not None:
+            self.host.signalled(parent, True)
+        for child in orphans:
+            self.host.spawn(child, cancel=(why["reason"], why["by"]))
+
+    async def _continue_as_new(self, input: Any) -> bool:
+        """End this run and begin the next under the same id, with a fresh log (one
+        commit); False if the new input cannot be stored (the execution failed)."""
+        eid = self.execution_id
+        definition = self.definition
+        now = self.parts.clock.now_ms()
+        try:
+            shaped = _codec.check(input, definition.input_type, f"continue_as_new input of {eid}")
+            run = self.record_.run + 1
+            first = ExecutionStarted(at=now, workflow=definition.name, input=shaped, run=run)
+            raw = encode(first)
+            if len(raw) > self.parts.settings.max_payload_bytes:
+                raise PayloadError(
+                    f"the continue_as_new input of execution {eid} is {len(raw)} bytes "
+                    "encoded, over max_payload_bytes; pass a reference instead"
+                )
+        except PayloadError as exc:
+            await self.finish(ExecutionFailed(at=now, error=error_info(exc)))
+            return False
+        if self.deferred:
+            await self.settle()
+        if self._fired is not None:
+            self._stage_fired()
+        ops: list[Op] = [ResetLog(eid, [raw]), *self._staged_ops]
+        for timer in self._own_timers():
+            ops.append(RemoveTimer(timer))
+            self.parts.scheduler.disarm(timer)
+        orphans = sorted(self.children) if self.children else []
+        why = {"reason": f"its parent {eid} continued as new", "by": "durably"}
+        ops.extend(PutSignal(child, CANCEL_SIGNAL, why, at=now) for child in orphans)
+        record = attrs.evolve(
+            self.record_,
+            status="running",
+            input=shaped,
+            run=run,
+            updated_ms=now,
+            timer=None,
+            waiting_signal=None,
+            recoveries=0,
+            attempt=1,
+        )
+        with trio.CancelScope(shield=True):
+            try:
+                await self.parts.committer.commit([PutExecution(record), *ops])
+            except DurablyError as exc:
+                raise _EngineFailure(exc) from exc
+        self.record_ = record
+        self._staged_ops, self._staged_events = (), ()
+        self.children = None
+        self.fresh_events = [first]
+        self.host.published(eid, [first], 0)
+        for child in orphans:
+            self.host.spawn(child, cancel=(why["reason"], why["by"]))
+        return True
+
+    def _own_timers(self) -> list[Timer]:
+        timers = []
+        if self.record_.timer is not None:
+            timers.append(Timer(self.record_.timer[0], self.execution_id, self.record_.timer[1]))
+        if self.timeout_timer is not None:
+            timers.append(self.timeout_timer)
+        return timers
+
+
+def _told(event: Event) -> dict[str, Any]:
+    """What a child's end tells its parent (the payload of ``child_signal``)."""
+    if isinstance(event, ExecutionCompleted):
+        return {"status": "completed", "result": event.result}
+    if isinstance(event, ExecutionCancelled):
+        message = event.reason or "cancelled"
+        return {"status": "cancelled", "error": {"type": "cancelled", "message": message}}
+    assert isinstance(event, ExecutionFailed)
+    return {"status": event.status, "error": event.error}

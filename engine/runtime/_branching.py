@@ -101,7 +101,7 @@ class Branching(ContextBase):
             )
             return result
         finally:
-            self._busy = False
+            self._leave()
 
     async def rollback(self) -> None:
         """Run the registered compensations in reverse order, each recorded once.
@@ -149,4 +149,4 @@ class Branching(ContextBase):
                     sid,
                 )
         finally:
-            self._busy = False
+            self._leave()

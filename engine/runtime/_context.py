@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, TypeVar, cast, overload
 
 import trio
 
-from durably.stores import AddTimer, RemoveTimer, Timer
+from durably.stores import RemoveTimer, Timer
 
 from ..core import _codec, _decide as decide
 from ..core._errors import (
@@ -42,14 +42,18 @@ from ..core._events import (
     SignalWaiting,
     StepCompleted,
     StepRetrying,
+    TimerFired,
     ValueRecorded,
 )
 from ..core._history import due_at, error_info
 from ..core._records import SignalArrived
 from ..core._retry import Retry
-from ..core._status import Wait, record_changes, wait_of
+from ..core._status import Wait, wait_of
 from ..core._types import Received, Signal, TimedOut, from_ms
 from ._branching import Branching
+from ._children import Children
+from ._fanout import Fanout
+from ._lifecycle import Lifecycle
 from ._primitive import (
     _awaitable,
     _call_with_timeout,
@@ -85,7 +89,7 @@ class _SystemEntropy:
 entropy: EntropySource = _SystemEntropy()
 
 
-class Context(Branching):
+class Context(Branching, Fanout, Children, Lifecycle):
     """The handle a workflow uses for everything durable. One per run of an execution."""
 
     # --- step ---
@@ -101,6 +105,7 @@ class Context(Branching):
         compensate: Callable[[T], Any] | None = None,
         retry: Retry | None = None,
         timeout: float | None = None,
+        **kwargs: Any,
     ) -> T: ...
 
     @overload
@@ -112,6 +117,7 @@ class Context(Branching):
         compensate: Callable[[T], Any] | None = None,
         retry: Retry | None = None,
         timeout: float | None = None,
+        **kwargs: Any,
     ) -> T: ...
 
     async def step(
@@ -122,13 +128,14 @@ class Context(Branching):
         compensate: Callable[[T], Any] | None = None,
         retry: Retry | None = None,
         timeout: float | None = None,
+        **kwargs: Any,
     ) -> T:
-        """Run ``fn(*args)`` once, durably: record its result before returning it.
+        """Run ``fn(*args, **kwargs)`` once, durably: record its result before returning it.
 
         On replay the recorded result is returned (restored to ``fn``'s annotated return
         type) and ``fn`` is not called. A step runs *at least* once: a crash after its side
         effect and before its record re-runs it, so give the systems it calls
-        ``durably.current_step().idempotency_key``.
+        ``durably.current_step().idempotency_key``. Other keywords go to ``fn``.
         """
         sid = self._step_id(step_id, "step", False)
         if timeout is not None and not timeout > 0:
@@ -137,7 +144,6 @@ class Context(Branching):
         try:
             actor = self._actor
             rtype = _codec.return_type(fn)
-
             recorded = actor.replayer.issue(sid, "step")
             decision = decide.step(recorded, sid, actor.facts.rerun_failed)
             if type(decision) is decide.Replayed:
@@ -155,19 +161,19 @@ class Context(Branching):
                 actor.caught_up()
             if actor.deferred:
                 await actor.settle()  # woken with others: their resumption before this body
-            # The body runs in this frame (not a helper coroutine): one frame fewer to
-            # create and to pass through on every suspend and resume of every step.
+            # The body runs in this frame (not a helper coroutine): one frame fewer on
+            # every suspend and resume of every step.
             while True:
                 token = _current_step.set((actor.execution_id, sid, attempt))
                 started = trio.current_time()
                 try:
                     if timeout is None:
-                        value = cast(Any, fn(*args))
+                        value = cast(Any, fn(*args, **kwargs))
                         if _awaitable(value):
                             host = host_await.get()
                             value = await (value if host is None else host(value))
                     else:
-                        value = await _call_with_timeout(fn, args, timeout, sid)
+                        value = await _call_with_timeout(fn, args, timeout, sid, kwargs)
                 except BaseException as exc:  # SystemExit too: this step's failure
                     if unwinds(exc):
                         raise
@@ -193,7 +199,7 @@ class Context(Branching):
                     self._compensate_later(sid, compensate, value)
                 return cast(T, value)
         finally:
-            self._busy = False
+            self._leave()
 
     async def _attempt_failed(
         self, sid: str, exc: BaseException, attempt: int, duration: float, retry: Retry | None
@@ -216,7 +222,7 @@ class Context(Branching):
             duration_ms=duration,
             retry_delay=delay,
         )
-        await actor.append(event, sid, ops, **record_changes(event))
+        await actor.append(event, sid, ops, **self._changes(event))
         if not isinstance(event, StepRetrying):
             raise StepError(sid, info["type"], info["message"]) from exc
         await self._wait_until(event.retry_at, sid, retrying=True)
@@ -289,33 +295,11 @@ class Context(Branching):
                 until_ms = None if until is None else due_at(until)
                 now = actor.parts.clock.now_ms()
                 started, ops = decide.sleep_started(actor.execution_id, sid, now, seconds, until_ms)
-                await actor.append(started, sid, ops, **record_changes(started))
+                await actor.append(started, sid, ops, **self._changes(started))
                 wake_at = started.wake_at
             await self._wait_until(wake_at, sid, retrying=False)
         finally:
-            self._busy = False
-
-    async def _resume_wait(self, wait: Wait) -> None:
-        """A replay reached a recorded wait: make sure the record says so.
-
-        It does after a crash or a park (the wait's first run wrote it). After an
-        operator's retry it does not (the record says ``running``, the timer was
-        removed): without this, a parked execution would miss its signal.
-        """
-        actor = self._actor
-        record = actor.record
-        if (record.status, record.waiting_signal, record.timer) == (
-            wait.status,
-            wait.signal,
-            wait.timer,
-        ):
-            return
-        ops: list[Any] = []
-        if wait.timer is not None:
-            ops.append(AddTimer(Timer(wait.timer[0], actor.execution_id, wait.timer[1])))
-        await actor.put_record(
-            ops, status=wait.status, waiting_signal=wait.signal, timer=wait.timer
-        )
+            self._leave()
 
     async def _wait_until(self, wake_at: int, sid: str, *, retrying: bool) -> None:
         """Wait (live or parked) until ``wake_at``, then record that the timer fired."""
@@ -328,13 +312,19 @@ class Context(Branching):
             now = clock.now_ms()
         if retrying:
             # The retry's next attempt starts now; its outcome is the next recorded event.
-            actor.stage_record(ops=[RemoveTimer(timer)], **_WAIT_OVER)
+            actor.stage_record(
+                ops=[RemoveTimer(timer)], **(_WAIT_OVER if self._members is None else {})
+            )
             return
         # Staged, not committed on its own: it rides with the workflow's next durable
         # call. A crash before then re-fires the timer (its index entry is removed in
         # that same transaction): the fire is recorded once, and nothing the workflow
         # did after waking was acknowledged, so a step re-runs at least once as ever.
-        actor.timer_fired(timer, now)
+        if self._members is None:
+            actor.timer_fired(timer, now)
+        else:
+            fired = TimerFired(at=now, step_id=sid)
+            await self._took(fired, sid, [RemoveTimer(timer)])
 
     # --- signals ---
 
@@ -382,7 +372,7 @@ class Context(Branching):
                 "T | Received[T] | TimedOut", await self._wait_for_signal(sig, timeout, sid)
             )
         finally:
-            self._busy = False
+            self._leave()
 
     async def _wait_for_signal(self, sig: Signal[Any], timeout: float | None, sid: str) -> Any:
         actor = self._actor
@@ -402,7 +392,7 @@ class Context(Branching):
         else:
             now = actor.parts.clock.now_ms()
             waiting, ops = decide.signal_waiting(eid, sid, sig.name, now, timeout)
-            await actor.append(waiting, sid, ops, **record_changes(waiting))
+            await actor.append(waiting, sid, ops, **self._changes(waiting))
         deadline = waiting.deadline
         timer = None if deadline is None else Timer(deadline, eid, sid)
         store = actor.parts.store
@@ -420,7 +410,7 @@ class Context(Branching):
                 # told BUFFERED; and one the wait takes that committed since it looked
                 # (told DELIVERED) refuses this commit (RequireNoSignal): look again.
                 try:
-                    await actor.append(event, sid, ops, **record_changes(event))
+                    await actor.append(event, sid, ops, **self._changes(event))
                 except SignalArrived:
                     continue
                 return _timed_out(shape, sig.name, sid)
@@ -428,7 +418,7 @@ class Context(Branching):
             # call: one transaction, so a crash before it leaves the signal in the
             # mailbox for the replay to take again; never lost, never twice. The entry
             # stays visible until then, so a later signal is told BUFFERED.
-            actor.stage(event, sid, ops, **record_changes(event))
+            await self._took(event, sid, ops)
             if isinstance(event, SignalRejected):
                 raise payload_error(event, eid)
             return _signal_result(shape, value)
@@ -452,7 +442,7 @@ class Context(Branching):
                 sid,
             )
         finally:
-            self._busy = False
+            self._leave()
 
     async def note(self, message: str, *, step_id: str | None = None, **meta: Any) -> None:
         """Add a note to the execution's audit trail, once (replay-safe)."""
@@ -468,7 +458,7 @@ class Context(Branching):
                 sid,
             )
         finally:
-            self._busy = False
+            self._leave()
 
 
 def _signal_result(shape: str, payload: Any) -> Any:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ..core import _codec
 from ..core._errors import ConfigurationError
 from ..core._flow import FlowNode, FlowShape
 from ..core._retry import Retry
 from ..core._types import Signal, TimedOut
-from ..core._workflow import WorkflowDefinition
+from ..core._workflow import WorkflowDefinition, workflow as _workflow
 from ._branching import Branch
+from ._children import ChildHandle
 from ._context import Context
 
 T = TypeVar("T")
@@ -35,6 +36,9 @@ class Recorder(Context):
         self._counters: dict[str, int] = {}
         self.nodes: list[FlowNode] = []
         self._seen: set[str] = set()
+        self._busy = False
+        self._members = None
+        self._patches = None
 
     @property
     def execution_id(self) -> str:
@@ -74,6 +78,7 @@ class Recorder(Context):
         compensate: Callable[[T], Any] | None = None,
         retry: Retry | None = None,
         timeout: float | None = None,
+        **kwargs: Any,
     ) -> T:
         self.nodes.append(
             FlowNode(
@@ -146,6 +151,66 @@ class Recorder(Context):
     async def rollback(self) -> None:
         return None
 
+    async def gather(
+        self,
+        *calls: Awaitable[T],
+        limit: int | None = None,
+        return_exceptions: bool = False,
+        step_id: str | None = None,
+    ) -> list[T]:
+        # Members are awaited in order here (each returns at once): their nodes follow
+        # the gather's, which names them.
+        sid = self._sid(step_id, "gather")
+        at = len(self.nodes)
+        results = [await call for call in calls]
+        members = tuple(node.step_id for node in self.nodes[at:])
+        self.nodes.insert(at, FlowNode("gather", sid, members=members, limit=limit))
+        return results
+
+    async def start_child(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        *,
+        step_id: str | None = None,
+        detached: bool = False,
+    ) -> ChildHandle[Any]:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        sid = self._sid(step_id, "child")
+        self.nodes.append(FlowNode("child", sid, workflow=name, detached=detached))
+        return ChildHandle("describe", sid, _NO_DEFINITION, self)
+
+    async def _child_outcome(self, handle: ChildHandle[Any]) -> Any:
+        return None
+
+    def patched(self, patch_id: str) -> bool:
+        if self._patches is None:
+            self._patches = {}
+        if patch_id not in self._patches:
+            self._patches[patch_id] = True
+            sid = self._sid("patch:" + patch_id, "patch")
+            self.nodes.append(FlowNode("patch", sid, patch=patch_id))
+        return True  # the shape of the new code
+
+    async def publish(self, key: str, value: Any, *, step_id: str | None = None) -> None:
+        self.nodes.append(FlowNode("publish", self._sid(step_id, "publish"), key=key))
+
+    def continue_as_new(self, input: Any) -> NoReturn:
+        self.nodes.append(FlowNode("continue_as_new", self._sid(None, "continue_as_new")))
+        raise _ContinuesAsNew("continues as new")
+
+
+class _ContinuesAsNew(Exception):
+    """The recorded run ends here, as a real run would hand over to the next."""
+
+
+@_workflow("durably.describe")
+async def _nothing(ctx: Any, _: Any) -> None:
+    return None
+
+
+_NO_DEFINITION: WorkflowDefinition[Any, Any] = _nothing
+
 
 async def describe(definition: WorkflowDefinition[Any, Any], input: Any = None) -> FlowShape:
     """Run ``definition`` against a ``Recorder``; see the module's notes."""
@@ -159,6 +224,8 @@ async def describe(definition: WorkflowDefinition[Any, Any], input: Any = None) 
         await definition.fn(recorder, data)
     except ConfigurationError:
         raise
+    except _ContinuesAsNew as exc:
+        stopped = str(exc)
     except Exception as exc:
         stopped = f"{type(exc).__name__}: {exc}"
     return FlowShape(definition.name, tuple(recorder.nodes), stopped)

@@ -14,8 +14,6 @@ Rules of this module:
 from __future__ import annotations
 
 import os
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
@@ -35,7 +33,6 @@ from durably.stores import (
 
 from ..core import _codec
 from ..core._errors import (
-    ConfigurationError,
     CorruptRecordError,
     DurablyError,
     ExecutionCancelledError,
@@ -51,14 +48,14 @@ from ..core._types import (
     Execution,
     Result,
     Signal,
-    SignalDelivery,
     SignalOutcome as SignalReceipt,
     Status,
 )
 from ..core._workflow import WorkflowDefinition
 from ._clock import Clock
 from ._commit import Committer
-from ._ports import Registry, Settings
+from ._exchange import Exchange, _check_id, receipt_of
+from ._ports import Registry, Settings, new_execution_id
 from ._schedules import ScheduleManager
 
 I = TypeVar("I")  # noqa: E741
@@ -67,12 +64,7 @@ O = TypeVar("O")  # noqa: E741
 _UNSET: Any = object()
 
 
-def new_execution_id() -> str:
-    """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
-
-
-class Gateway:
+class Gateway(Exchange):
     """Start, signal, cancel, wait and read; the schedule calls. See the module's rules."""
 
     store: Store
@@ -177,6 +169,7 @@ class Gateway:
         *,
         idempotency_key: str | None,
         schedule_id: str | None,
+        scheduled_at: int | None = None,
     ) -> str:
         self._check_running()
         name, definition = self._registry.to_start(workflow)
@@ -199,7 +192,7 @@ class Gateway:
             idempotency_key=idempotency_key,
             schedule_id=schedule_id,
         )
-        first = ExecutionStarted(at=now, workflow=name, input=shaped)
+        first = ExecutionStarted(at=now, workflow=name, input=shaped, scheduled_at=scheduled_at)
         started = encode(first)
         self._check_size(len(started), f"the input of workflow {name!r}")
         ops = self._noted(CreateExecution(record, [started]), eid, INBOX_START)
@@ -367,30 +360,11 @@ class Gateway:
         self._check_size(len(_codec.dump(shaped, "")), f"the payload of signal {sig.name!r}")
         put = PutSignal(execution_id, sig.name, shaped, dedup_key, at=self.clock.now_ms())
         result = (await self._committer.commit(self._noted(put, execution_id, INBOX_SIGNAL)))[0]
-        outcome = result.outcome
-        if outcome is SignalOutcome.UNKNOWN:
-            raise UnknownExecutionError(execution_id)
-        if outcome is SignalOutcome.FINISHED:
-            return SignalReceipt(
-                SignalDelivery.REJECTED,
-                execution_id,
-                sig.name,
-                f"the execution has finished ({result.status}); signals are not kept for it",
-            )
-        if outcome is SignalOutcome.DUPLICATE:
-            return SignalReceipt(
-                SignalDelivery.REJECTED,
-                execution_id,
-                sig.name,
-                f"a signal with dedup_key {dedup_key!r} was already accepted",
-            )
-        # Woken if it waits for this name at all: a spurious wake costs a loop, no more.
-        self._signalled(execution_id, sig.name, result.waiting_signal == sig.name)
-        return SignalReceipt(
-            SignalDelivery.DELIVERED if result.delivered else SignalDelivery.BUFFERED,
-            execution_id,
-            sig.name,
-        )
+        receipt = receipt_of(result, execution_id, sig.name, dedup_key)
+        if result.outcome is SignalOutcome.BUFFERED:
+            # Woken if it waits for this name at all: a spurious wake costs a loop, no more.
+            self._signalled(execution_id, sig.name, result.waiting_signal == sig.name)
+        return receipt
 
     # --- schedules ---
 
@@ -557,8 +531,3 @@ def _name_of(workflow: WorkflowDefinition[Any, Any] | str) -> str:
 
 def _seconds(value: float | timedelta | None) -> float | None:
     return value.total_seconds() if isinstance(value, timedelta) else value
-
-
-def _check_id(value: str, what: str) -> None:
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise ConfigurationError(f"{what} must be a non-empty string without NUL")

@@ -57,7 +57,14 @@ from ..core._events import (
 from ..core._history import TIMEOUT_TIMER, due_after, history_facts, timeout_timer
 from ..core._repair import Change, ended_record, reopened_wait, require, resumed_record
 from ..core._status import TERMINAL
-from ..core._steps import ExecutionDetail, ExecutionPage, last_event, steps_of
+from ..core._steps import (
+    ExecutionDetail,
+    ExecutionPage,
+    children_of,
+    last_event,
+    published_of,
+    steps_of,
+)
 from ..core._types import Execution, Status
 
 if TYPE_CHECKING:
@@ -113,7 +120,11 @@ class Operator:
         record = self._record(execution_id)
         events = self._events(execution_id)
         return ExecutionDetail(
-            Execution.from_record(record), steps_of(events), audit_trail(execution_id, events)
+            Execution.from_record(record),
+            steps_of(events),
+            audit_trail(execution_id, events),
+            children_of(events),
+            published_of(events),
         )
 
     async def audit(self, execution_id: str) -> list[AuditEntry]:

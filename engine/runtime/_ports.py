@@ -14,6 +14,8 @@ Rules of this module:
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -31,6 +33,11 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._commit import Committer
     from ._scheduler import Scheduler
+
+
+def new_execution_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
 
 
 @attrs.frozen
@@ -147,6 +154,28 @@ class ActorHost(Protocol):
 
     async def quarantine(self, record: ExecutionRecord, error: CorruptRecordError) -> None: ...
 
+    def spawn(
+        self,
+        execution_id: str,
+        *,
+        cancel: tuple[str | None, str | None] | None = None,
+        fresh: tuple[ExecutionRecord, list[Event]] | None = None,
+    ) -> None: ...
+
+    def signalled(self, execution_id: str, waiting: bool) -> None: ...
+
+
+class LogWriter(Protocol):
+    """Who writes an execution's log while a gather runs (``_batch.GatherWriter``)."""
+
+    async def append(
+        self, event: Event, raw: bytes, step_id: str | None, ops: list[Op], changes: Any
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def run(self) -> None: ...
+
 
 class ExecutionPort(Protocol):
     """What ``Context`` needs of the execution actor it belongs to."""
@@ -190,6 +219,16 @@ class ExecutionPort(Protocol):
 
     def timer_fired(self, timer: Timer, at: int) -> None: ...
 
+    def begin_gather(self) -> LogWriter: ...
+
+    def end_gather(self) -> None: ...
+
+    def child_started(self, record: ExecutionRecord, first: Event, detached: bool) -> None: ...
+
+    def child_started_before(self, child_id: str) -> None: ...
+
+    def child_ended(self, child_id: str) -> None: ...
+
 
 class LiveActor(Protocol):
     """What the operator needs of a live execution actor: interrupt it, await its end."""
@@ -228,6 +267,7 @@ class StartRun(Protocol):
         *,
         idempotency_key: str | None,
         schedule_id: str | None,
+        scheduled_at: int | None = None,
     ) -> str: ...
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
-from types import CoroutineType
+from types import CoroutineType, MappingProxyType
 from typing import Any
 
 import attrs
 import trio
 
 from ..core._errors import ConfigurationError, DurablyError
+from ..core._records import AddTimer, Timer
+from ..core._status import Wait, record_changes
 from ._ports import ExecutionPort
 
 
@@ -94,6 +96,22 @@ def unwinds(exc: BaseException) -> bool:
     return False
 
 
+class _EngineFailure(_ControlFlow):
+    """Internal: the store failed under this execution; stop without writing more."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+class _ContinueAsNew(_ControlFlow):
+    """Internal: ``ctx.continue_as_new(input)``; the actor starts the next run."""
+
+    def __init__(self, input: Any) -> None:
+        self.input = input
+        super().__init__("continue_as_new")
+
+
 class _CompensationFailure(_ControlFlow):
     """Internal: a compensation failed; the execution ends COMPENSATION_FAILED."""
 
@@ -106,8 +124,54 @@ class _CompensationFailure(_ControlFlow):
 #: actor recognises it inside a nursery's group, to record the rule that was broken).
 CONCURRENT_CALLS = (
     "durable calls of one execution must not run concurrently (the log's order is the "
-    "contract): await each ctx call before the next"
+    "contract): await each ctx call before the next, or run them together with "
+    "ctx.gather(...)"
 )
+
+
+class Members:
+    """The tasks of the ``ctx.gather`` that is running: each may make durable calls, one
+    at a time, as if it were the workflow; derived step ids follow argument positions."""
+
+    __slots__ = ("counters", "free", "index", "step_id", "step_of")
+
+    def __init__(self, step_id: str) -> None:
+        self.step_id = step_id
+        self.index: dict[trio.lowlevel.Task, int] = {}
+        self.free: set[trio.lowlevel.Task] = set()
+        self.step_of: dict[trio.lowlevel.Task, str] = {}
+        self.counters: dict[trio.lowlevel.Task, int] = {}
+
+    def join(self, position: int) -> None:
+        task = trio.lowlevel.current_task()
+        self.index[task] = position
+        self.free.add(task)
+
+    def admit(self) -> bool:
+        task = trio.lowlevel.current_task()
+        if task in self.free:
+            self.free.discard(task)
+            return True
+        return False
+
+    def leave(self) -> None:
+        task = trio.lowlevel.current_task()
+        if task in self.index:
+            self.free.add(task)
+
+    def derive(self) -> str | None:
+        """The derived step id of the current member's next call (``None``: not a member)."""
+        task = trio.lowlevel.current_task()
+        position = self.index.get(task)
+        if position is None:
+            return None
+        count = self.counters.get(task, 0) + 1
+        self.counters[task] = count
+        suffix = "" if count == 1 else f".{count}"
+        return f"{self.step_id}[{position}]{suffix}"
+
+    def note(self, step_id: str) -> None:
+        self.step_of[trio.lowlevel.current_task()] = step_id
 
 
 def concurrent_calls(exc: BaseException) -> bool:
@@ -126,6 +190,10 @@ class ContextBase:
         self._counters: dict[str, int] | None = None
         self._compensations: list[tuple[str, Callable[[Any], Any], Any]] | None = None
         self._busy = False
+        #: While a ``ctx.gather`` runs: its member tasks (durable calls may overlap).
+        self._members: Members | None = None
+        #: What ``ctx.patched`` answered in this run, by patch id (made on first use).
+        self._patches: dict[str, bool] | None = None
 
     # --- identity ---
 
@@ -152,10 +220,18 @@ class ContextBase:
     # --- helpers ---
 
     def _step_id(self, step_id: str | None, kind: str, explicit_required: bool) -> str:
+        members = self._members
         if step_id is not None:
             if not isinstance(step_id, str) or not step_id or "\x00" in step_id:
                 raise ConfigurationError("a step id must be a non-empty string without NUL")
+            if members is not None:
+                members.note(step_id)
             return step_id
+        if members is not None:
+            derived = members.derive()
+            if derived is not None:  # by argument position: finishing order varies
+                members.note(derived)
+                return derived
         if self._counters is None:
             self._counters = {}
         count = self._counters.get(kind, 0) + 1
@@ -177,26 +253,83 @@ class ContextBase:
             self._compensations = []
         self._compensations.append((sid, undo, value))
 
+    async def _resume_wait(self, wait: Wait) -> None:
+        """A replay reached a recorded wait: make sure the record says so.
+
+        It does after a crash or a park (the wait's first run wrote it). After an
+        operator's retry it does not (the record says ``running``, the timer was
+        removed): without this, a parked execution would miss its signal.
+        """
+        actor = self._actor
+        record = actor.record
+        if self._members is not None:
+            return  # a gather's waits overlap: the record says running (see _changes)
+        if (record.status, record.waiting_signal, record.timer) == (
+            wait.status,
+            wait.signal,
+            wait.timer,
+        ):
+            return
+        ops: list[Any] = []
+        if wait.timer is not None:
+            ops.append(AddTimer(Timer(wait.timer[0], actor.execution_id, wait.timer[1])))
+        await actor.put_record(
+            ops, status=wait.status, waiting_signal=wait.signal, timer=wait.timer
+        )
+
+    async def _took(self, event: Any, sid: str, ops: list[Any]) -> None:
+        """Record what a wait took (a signal, a timer's fire, a child's end): staged to
+        ride with the next durable call, or inside a gather written at once (batched
+        with the other members'), since the next call may be another member's, later."""
+        if self._members is None:
+            self._actor.stage(event, sid, ops, **record_changes(event))
+        else:
+            await self._actor.append(event, sid, ops)
+
     def _enter(self) -> None:
         if self._busy:
-            raise DurablyError(CONCURRENT_CALLS)
+            members = self._members
+            if members is None or not members.admit():
+                raise DurablyError(CONCURRENT_CALLS)
+            return
         self._busy = True
+
+    def _leave(self) -> None:
+        members = self._members
+        if members is None:
+            self._busy = False
+        else:
+            members.leave()
+
+    def _changes(self, event: Any) -> Mapping[str, Any]:
+        """What the record takes from ``event``: nothing inside a gather, whose members'
+        waits overlap (the record says ``running``, and recovery resumes it)."""
+        return record_changes(event) if self._members is None else _NO_CHANGES
+
+
+_NO_CHANGES: Mapping[str, Any] = MappingProxyType({})
 
 
 async def _call_with_timeout(
-    fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None, sid: str
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    timeout: float | None,
+    sid: str,
+    kwargs: Mapping[str, Any] = _NO_CHANGES,
 ) -> Any:
     if timeout is None:
-        return await _call(fn, args)
+        return await _call(fn, args, kwargs)
     with trio.move_on_after(timeout) as scope:
-        return await _call(fn, args)
+        return await _call(fn, args, kwargs)
     # Only our own scope's expiry lands here; an outer cancellation propagates.
     assert scope.cancelled_caught
     raise TimeoutError(f"step {sid!r} timed out after {timeout} s (its body was cancelled)")
 
 
-async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    value = fn(*args)
+async def _call(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any] = _NO_CHANGES
+) -> Any:
+    value = fn(*args, **kwargs)
     if _awaitable(value):
         host = host_await.get()
         value = await (value if host is None else host(value))

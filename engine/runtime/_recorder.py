@@ -31,21 +31,13 @@ from ..core._errors import DurablyError, PayloadError
 from ..core._events import Event, TimerFired, encode
 from ..core._replay import Replayer
 from ._latch import refuse_abort
-from ._primitive import _ControlFlow
+from ._primitive import _EngineFailure as _EngineFailure
 
 if TYPE_CHECKING:
-    from ._ports import ActorHost, Parts
+    from ._ports import ActorHost, LogWriter, Parts
     from ._solo import Turn
 
 log = logging.getLogger("durably")
-
-
-class _EngineFailure(_ControlFlow):
-    """Internal: the store failed under this execution; stop without writing more."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-        super().__init__(str(error))
 
 
 _NO_CHANGES: Mapping[str, Any] = MappingProxyType({})
@@ -70,6 +62,7 @@ class Recorder:
         "replay_slot",
         "replayer",
         "seq",
+        "writer",
     )
 
     def __init__(self, host: ActorHost, record: ExecutionRecord) -> None:
@@ -93,6 +86,8 @@ class Recorder:
         self._staged_changes: Mapping[str, Any] = _NO_CHANGES
         #: The log of an execution just created here (not read back from the store).
         self.fresh_events: list[Event] | None = None
+        #: While a ``ctx.gather`` runs: who writes the log for its members (``_batch``).
+        self.writer: LogWriter | None = None
 
     @property
     def record(self) -> ExecutionRecord:
@@ -106,8 +101,11 @@ class Recorder:
 
         The note is one tuple: thousands of executions woken together each make it while
         they resume, before any of them does durable work, and objects made then are what
-        pushes CPython's collector into a full pass in the middle of the burst.
+        pushes CPython's collector into a full pass in the middle of the burst. Sleeps of
+        one gather may fire together: an earlier note is staged first.
         """
+        if self._fired is not None:
+            self._stage_fired()
         self._fired = (timer, at)
 
     def _stage_fired(self) -> None:
@@ -152,6 +150,9 @@ class Recorder:
         """Append ``event`` (and what is staged) durably; apply ``changes`` to the record."""
         if self.deferred:
             await self.settle()
+        if self.writer is not None:
+            await self._append_gathered(event, step_id, ops or [], changes)
+            return
         if self._fired is not None:
             self._stage_fired()
         staged = self._staged_events
@@ -160,15 +161,7 @@ class Recorder:
             raws = [encode(e) for e in events] if staged else [encode(event)]
         except TypeError as exc:
             raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
-        limit = self.parts.settings.max_payload_bytes
-        if len(raws[-1]) > limit:
-            what = f"step {step_id!r}" if step_id is not None else "the workflow's outcome"
-            raise PayloadError(
-                f"{what} of execution {self.execution_id}: the {event.tag} event is "
-                f"{len(raws[-1])} bytes encoded, over max_payload_bytes ({limit}); nothing "
-                "was written. Keep large data outside the log (a file, an object store) and "
-                "record a reference to it, or raise Engine(max_payload_bytes=...)."
-            )
+        self._check_size(raws[-1], event, step_id)
         batch: list[Op] = [Append(self.execution_id, self.seq, raws)]
         if self._staged_changes:
             changes = {**self._staged_changes, **changes}
@@ -203,6 +196,29 @@ class Recorder:
         # actor knows what its log holds; without this, a workflow whose next calls do
         # not checkpoint would run to its end past the cancel.
         await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def _append_gathered(
+        self, event: Event, step_id: str | None, ops: list[Op], changes: Mapping[str, Any]
+    ) -> None:
+        assert self.writer is not None
+        try:
+            raw = encode(event)
+        except TypeError as exc:
+            raise PayloadError(f"event {event.tag} cannot be stored: {exc}") from None
+        self._check_size(raw, event, step_id)
+        await self.writer.append(event, raw, step_id, ops, changes)
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    def _check_size(self, raw: bytes, event: Event, step_id: str | None) -> None:
+        limit = self.parts.settings.max_payload_bytes
+        if len(raw) > limit:
+            what = f"step {step_id!r}" if step_id is not None else "the workflow's outcome"
+            raise PayloadError(
+                f"{what} of execution {self.execution_id}: the {event.tag} event is "
+                f"{len(raw)} bytes encoded, over max_payload_bytes ({limit}); nothing "
+                "was written. Keep large data outside the log (a file, an object store) and "
+                "record a reference to it, or raise Engine(max_payload_bytes=...)."
+            )
 
     def caught_up(self) -> None:
         """Replay has reached new work, user code runs next: lift the replay hang bound

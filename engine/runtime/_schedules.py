@@ -268,7 +268,11 @@ class ScheduleManager:
                 changes["last_ms"] = fire_at
                 try:
                     eid = await self.host.start(
-                        record.workflow, record.input, idempotency_key=key, schedule_id=sid
+                        record.workflow,
+                        record.input,
+                        idempotency_key=key,
+                        schedule_id=sid,
+                        scheduled_at=fire_at,
                     )
                 except (PayloadError, UnknownWorkflowError) as exc:
                     changes["last_error"] = str(exc)

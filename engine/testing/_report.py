@@ -9,9 +9,10 @@ import attrs
 import orjson
 
 #: Fields of a stored event that legitimately differ between runs of the same history:
-#: durations are real time. Timestamps (``at``) are virtual and restarts happen at the
-#: same virtual instant, so they must match: a deadline recomputed on replay shows there.
-_VOLATILE = frozenset(("duration_ms",))
+#: durations are real time, and a child's execution id is drawn fresh like any id.
+#: Timestamps (``at``) are virtual and restarts happen at the same virtual instant, so they
+#: must match: a deadline recomputed on replay shows there.
+_VOLATILE = frozenset(("duration_ms", "child_id"))
 
 
 class ReplayMismatch(AssertionError):
@@ -62,10 +63,40 @@ def normalize_event(raw: bytes) -> dict[str, Any]:
     """
     data: dict[str, Any] = orjson.loads(raw)
     out: dict[str, Any] = {}
+    # Concurrent children end in either order: where a child's end sits in the parent's
+    # mailbox differs between equal runs (a signal's place does not).
+    volatile = _VOLATILE | {"mailbox_seq"} if data.get("t") == "child.ended" else _VOLATILE
     for key, value in data.items():
-        if key in _VOLATILE:
+        if key in volatile:
             continue
         if key == "error" and isinstance(value, dict):
             value = {k: v for k, v in value.items() if k != "traceback"}
         out[key] = value
+    return out
+
+
+def canonical_history(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``history`` with each gather's member events in step-id order.
+
+    Members of a ``ctx.gather`` run concurrently, so their events interleave in finishing
+    order, which may differ between equal runs; each member's own events keep their order.
+    """
+    out: list[dict[str, Any]] = []
+    index = 0
+    while index < len(history):
+        event = history[index]
+        out.append(event)
+        index += 1
+        if event.get("t") != "gather.started":
+            continue
+        gather = event.get("step_id")
+        members: list[dict[str, Any]] = []
+        while index < len(history):
+            inner = history[index]
+            if inner.get("t") == "gather.ended" and inner.get("step_id") == gather:
+                break
+            members.append(inner)
+            index += 1
+        members.sort(key=lambda e: str(e.get("step_id")))  # stable: a member's order stays
+        out.extend(members)
     return out

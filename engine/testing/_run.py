@@ -24,7 +24,7 @@ from ..runtime._clock import Clock
 from ._cut import _CutStore, _QuietCuts
 from ._deliveries import Delivery, _signal_name
 from ._entropy import _Entropy
-from ._report import normalize_event
+from ._report import canonical_history, normalize_event
 
 _TERMINAL = frozenset(s.value for s in Status if s.terminal)
 
@@ -212,7 +212,7 @@ class _Run:
             result=record.result if record is not None else None,
             error=error,
             raw_history=raws,
-            history=[normalize_event(raw) for raw in raws],
+            history=canonical_history([normalize_event(raw) for raw in raws]),
             accepted=list(self.accepted),
             rejected=list(self.rejected),
             mailbox=inner.mailbox(self.eid) if self.eid is not None else [],

@@ -48,6 +48,43 @@ class Tracker:
         self.runs.append((self.phase, kind, ident, attempt))
 
 
+@durably.workflow("program-child")
+async def child(ctx: durably.Context, op: dict[str, Any]) -> int:
+    """The child a program's ``child`` op starts: a sleep, then a value or a failure."""
+    await ctx.sleep(op["seconds"], step_id="nap")
+    if op["fail"]:
+        raise LookupError(f"child {op['id']} fails")
+    return int(op["value"]) * 2
+
+
+async def _call(ctx: durably.Context, tracker: Tracker, op: dict[str, Any]) -> Any:
+    """What one op of a program observes: the ops a gather may hold, and the others."""
+    kind = op["op"]
+    sid = op.get("id")
+    if kind == "step":
+        return await _step(ctx, tracker, op)
+    if kind == "sleep":
+        await ctx.sleep(op["seconds"], step_id=sid)
+        return ["slept", sid]
+    if kind == "wait":
+        if op["timeout"] is None:
+            return await ctx.wait_for_signal(op["signal"], step_id=sid)
+        got = await ctx.wait_for_signal(op["signal"], timeout=op["timeout"], step_id=sid)
+        return got.payload if isinstance(got, durably.Received) else "timed out"
+    if kind == "child":
+        try:
+            return await ctx.child(child, op, step_id=sid)
+        except durably.ChildFailedError as exc:
+            return f"child error: {exc.error_type}"
+    assert kind == "gather", kind
+    calls = [_call(ctx, tracker, member) for member in op["members"]]
+    try:
+        got = await ctx.gather(*calls, limit=op["limit"], return_exceptions=op["keep"], step_id=sid)
+    except durably.StepError as exc:
+        return f"gather error: {exc.step_id}"
+    return [f"error: {type(g).__name__}" if isinstance(g, BaseException) else g for g in got]
+
+
 def interpreter(tracker: Tracker, name: str = "program") -> durably.WorkflowDefinition[Any, Any]:
     @durably.workflow(name)
     async def program(ctx: durably.Context, ops: Program) -> list[Any]:
@@ -55,19 +92,12 @@ def interpreter(tracker: Tracker, name: str = "program") -> durably.WorkflowDefi
         for op in ops:
             kind = op["op"]
             sid = op.get("id")
-            if kind == "step":
-                seen.append(await _step(ctx, tracker, op))
-            elif kind == "sleep":
-                await ctx.sleep(op["seconds"], step_id=sid)
-                seen.append(["slept", sid])
-            elif kind == "wait":
-                if op["timeout"] is None:
-                    seen.append(await ctx.wait_for_signal(op["signal"], step_id=sid))
-                else:
-                    got = await ctx.wait_for_signal(
-                        op["signal"], timeout=op["timeout"], step_id=sid
-                    )
-                    seen.append(got.payload if isinstance(got, durably.Received) else "timed out")
+            if kind in ("step", "sleep", "wait", "child", "gather"):
+                seen.append(await _call(ctx, tracker, op))
+            elif kind == "patch":
+                seen.append(ctx.patched(op["patch"]))
+            elif kind == "publish":
+                await ctx.publish("progress", len(seen), step_id=sid)
             elif kind == "switch":
                 seen.append(await _switch(ctx, tracker, op))
             elif kind == "note":
@@ -161,10 +191,52 @@ def _op(kind: str, draw: st.DrawFn, index: int) -> dict[str, Any]:
         return {"op": "emit", "id": sid, "event": f"event-{index}"}
     if kind == "value":
         return {"op": "value", "kind": draw(st.sampled_from(["now", "random", "uuid"]))}
+    if kind == "child":
+        return {
+            "op": "child",
+            "id": sid,
+            "value": draw(st.integers(0, 9)),
+            "fail": draw(st.integers(0, 3)) == 0,
+            "seconds": draw(st.integers(0, 30)),
+        }
+    if kind == "gather":
+        inner = draw(st.lists(st.sampled_from(MEMBER_KINDS), min_size=1, max_size=4))
+        members = [_op(k, draw, index) for k in inner]
+        for position, member in enumerate(members):
+            member["id"] = f"{sid}.{position}"  # unique within the program
+        return {
+            "op": "gather",
+            "id": sid,
+            "members": members,
+            "limit": draw(st.one_of(st.none(), st.integers(1, 3))),
+            "keep": draw(st.booleans()),
+        }
+    if kind == "patch":
+        return {"op": "patch", "patch": f"patch-{index}"}
+    if kind == "publish":
+        return {"op": "publish", "id": sid}
     return {"op": kind}
 
 
-KINDS = ["step", "step", "sleep", "wait", "wait", "switch", "note", "emit", "value", "rollback"]
+KINDS = [
+    "step",
+    "step",
+    "sleep",
+    "wait",
+    "wait",
+    "switch",
+    "note",
+    "emit",
+    "value",
+    "rollback",
+    "child",
+    "gather",
+    "gather",
+    "patch",
+    "publish",
+]
+#: What a gather's members are drawn from (durable calls that may overlap).
+MEMBER_KINDS = ["step", "step", "sleep", "wait", "child"]
 
 
 @st.composite
@@ -185,8 +257,9 @@ def signal_plans(
     Mostly of the signals ``program`` waits for, at times within its timers' span, so that
     most deliveries meet a wait (or race its timeout) rather than a finished execution.
     """
-    waited = sorted({op["signal"] for op in program or () if op["op"] == "wait"})
-    span = sum(op.get("seconds") or op.get("timeout") or 0 for op in program or ()) or 10
+    flat = [m for op in program or () for m in (op.get("members") or [op])]
+    waited = sorted({op["signal"] for op in flat if op["op"] == "wait"})
+    span = sum(op.get("seconds") or op.get("timeout") or 0 for op in flat) or 10
     names = st.sampled_from(waited) if waited else st.sampled_from(SIGNALS)
     if waited and draw(st.integers(0, 4)) == 0:
         names = st.sampled_from(SIGNALS)  # now and then, signals nobody waits for
@@ -209,4 +282,4 @@ def scenarios(draw: st.DrawFn) -> tuple[Program, list[Delivery]]:
 
 def explicit_ids(ops: Program) -> list[int]:
     """Indexes of ops whose step id is explicit (what a code change can rename or move)."""
-    return [i for i, op in enumerate(ops) if op.get("id") and op["op"] != "note"]
+    return [i for i, op in enumerate(ops) if op.get("id") and op["op"] not in ("note", "patch")]

@@ -1,0 +1,212 @@
+"""Child workflows: ``ctx.start_child``, ``ctx.child`` and ``ChildHandle.result``.
+
+Rules of this module:
+
+- Starting is durable and happens once: the child's record and first event are created in
+  the same transaction as the parent's ``ChildStarted``, so a crash either did both or
+  neither, and a replay finds the recorded child instead of starting another.
+- A child tells its parent it ended through the parent's durable mailbox, in the
+  transaction that records the child's end (``child_signal``): the parent's wait is a
+  signal wait underneath, so parking, waking and recovery are the signal machinery's.
+- The parent records what it took (``ChildEnded``) with its next durable call, with the
+  mailbox entry's removal: never lost, never taken twice.
+- Parent-close policy: when a parent ends (completed, failed or cancelled), its children
+  still running are cancelled, in the parent's final transaction, unless started with
+  ``detached=True``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar, overload
+
+import attrs
+
+from durably.stores import CreateExecution, ExecutionRecord, TakeSignal
+
+from ..core import _codec
+from ..core._errors import ChildFailedError, ExecutionCancelledError, PayloadError
+from ..core._events import ChildEnded, ChildStarted, ChildWaiting, ExecutionStarted, encode
+from ..core._records import child_signal
+from ..core._status import Wait
+from ..core._workflow import WorkflowDefinition
+from ._ports import first_signal, new_execution_id
+from ._primitive import ContextBase
+
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
+
+
+@attrs.frozen(eq=False)
+class ChildHandle(Generic[O]):
+    """A started child workflow: its id, and ``result()`` to wait for it (durably)."""
+
+    execution_id: str
+    step_id: str
+    _definition: WorkflowDefinition[Any, O]
+    _ctx: Children
+
+    async def result(self) -> O:
+        """The child's result, once it ends; waiting parks the parent like a signal wait.
+
+        Raises ``ChildFailedError`` if the child failed, ``ExecutionCancelledError`` if
+        it was cancelled. Recorded: a replay answers at once.
+        """
+        ctx = self._ctx
+        ctx._enter()
+        try:
+            outcome: O = await ctx._child_outcome(self)
+            return outcome
+        finally:
+            ctx._leave()
+
+
+class Children(ContextBase):
+    """The child-workflow half of ``Context``."""
+
+    @overload
+    async def start_child(
+        self,
+        workflow: WorkflowDefinition[I, O],
+        input: I,
+        *,
+        step_id: str | None = None,
+        detached: bool = False,
+    ) -> ChildHandle[O]: ...
+
+    @overload
+    async def start_child(
+        self, workflow: str, input: Any, *, step_id: str | None = None, detached: bool = False
+    ) -> ChildHandle[Any]: ...
+
+    async def start_child(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        *,
+        step_id: str | None = None,
+        detached: bool = False,
+    ) -> ChildHandle[Any]:
+        """Start ``workflow`` as a child execution, once; its handle.
+
+        ``detached=True`` lets the child outlive its parent (by default a parent that
+        ends cancels its children still running).
+        """
+        sid = self._step_id(step_id, "child", True)
+        self._enter()
+        try:
+            actor = self._actor
+            definition = actor.parts.registry.resolve(workflow)
+            recorded = actor.replayer.issue(sid, "child")
+            if recorded is not None:
+                started = recorded[0]
+                assert isinstance(started, ChildStarted)
+                if not started.detached and not any(type(e) is ChildEnded for e in recorded):
+                    actor.child_started_before(started.child_id)
+                return ChildHandle(started.child_id, sid, definition, self)
+            where = f"input of child {sid!r} of execution {actor.execution_id}"
+            shaped = _codec.check(input, definition.input_type, where)
+            child_id = new_execution_id()
+            now = actor.parts.clock.now_ms()
+            record = ExecutionRecord(
+                id=child_id,
+                workflow=definition.name,
+                status="pending",
+                input=shaped,
+                created_ms=now,
+                updated_ms=now,
+                parent_id=actor.execution_id,
+            )
+            first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
+            raw = encode(first)
+            limit = actor.parts.settings.max_payload_bytes
+            if len(raw) > limit:
+                raise PayloadError(
+                    f"{where} is {len(raw)} bytes encoded, over max_payload_bytes ({limit}); "
+                    "keep large data outside the log and pass a reference"
+                )
+            event = ChildStarted(
+                at=now, step_id=sid, child_id=child_id, workflow=definition.name, detached=detached
+            )
+            await actor.append(event, sid, [CreateExecution(record, [raw])])
+            actor.child_started(record, first, detached)
+            return ChildHandle(child_id, sid, definition, self)
+        finally:
+            self._leave()
+
+    @overload
+    async def child(
+        self,
+        workflow: WorkflowDefinition[I, O],
+        input: I,
+        *,
+        step_id: str | None = None,
+        detached: bool = False,
+    ) -> O: ...
+
+    @overload
+    async def child(
+        self, workflow: str, input: Any, *, step_id: str | None = None, detached: bool = False
+    ) -> Any: ...
+
+    async def child(
+        self,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        *,
+        step_id: str | None = None,
+        detached: bool = False,
+    ) -> Any:
+        """Start ``workflow`` as a child execution and return its result (see
+        ``start_child`` and ``ChildHandle.result``)."""
+        handle = await self.start_child(workflow, input, step_id=step_id, detached=detached)
+        return await handle.result()
+
+    async def _child_outcome(self, handle: ChildHandle[Any]) -> Any:
+        actor = self._actor
+        sid = handle.step_id
+        ended = next((e for e in actor.replayer.events_of(sid) if type(e) is ChildEnded), None)
+        if ended is None:
+            ended = await self._await_child(handle)
+        return _outcome(ended, handle)
+
+    async def _await_child(self, handle: ChildHandle[Any]) -> ChildEnded:
+        actor = self._actor
+        eid = actor.execution_id
+        sid = handle.step_id
+        name = child_signal(handle.execution_id)
+        store = actor.parts.store
+        # Recorded whether or not the child has ended yet, so the log does not depend on
+        # which finished first. The record then names what the parent waits for: a child
+        # that ends while it is parked wakes it, and so does recovery.
+        if not any(type(e) is ChildWaiting for e in actor.replayer.events_of(sid)):
+            now = actor.parts.clock.now_ms()
+            waiting = ChildWaiting(at=now, step_id=sid, child_id=handle.execution_id)
+            await actor.append(waiting, sid, [], **self._changes(waiting))
+        entry = first_signal(store, eid, name)
+        if entry is None:
+            await self._resume_wait(Wait("waiting", name, None))
+            while (entry := first_signal(store, eid, name)) is None:
+                await actor.wait_wake(None)
+        outcome = entry.payload if isinstance(entry.payload, dict) else {}
+        event = ChildEnded(
+            at=actor.parts.clock.now_ms(),
+            step_id=sid,
+            child_id=handle.execution_id,
+            status=str(outcome.get("status", "failed")),
+            result=outcome.get("result"),
+            error=outcome.get("error"),
+            mailbox_seq=entry.seq,
+        )
+        await self._took(event, sid, [TakeSignal(eid, entry.seq)])
+        actor.child_ended(handle.execution_id)
+        return event
+
+
+def _outcome(ended: ChildEnded, handle: ChildHandle[Any]) -> Any:
+    if ended.status == "completed":
+        where = f"result of child {handle.step_id!r} ({handle.execution_id})"
+        return _codec.load(ended.result, handle._definition.output_type, where)
+    if ended.status == "cancelled":
+        reason = (ended.error or {}).get("message")
+        raise ExecutionCancelledError(ended.child_id, reason if isinstance(reason, str) else None)
+    raise ChildFailedError(ended.child_id, ended.step_id, ended.error)

@@ -1,0 +1,208 @@
+"""``ctx.gather``: durable calls of one execution, run concurrently.
+
+Rules of this module:
+
+- A gather is one command of the log (``GatherStarted`` ... ``GatherEnded``); its members
+  are matched by step id in any order (``core/_replay.py``), so a replay is deterministic
+  whatever order they finished in the first time.
+- Each member runs in its own task and makes durable calls one at a time, as a workflow
+  does; a member's derived step ids come from its argument position.
+- Errors fail fast: the first member to fail cancels the others, and its error is raised
+  (the ``GatherEnded`` names it, so a replay raises the same one and runs nothing the
+  first run did not). ``return_exceptions=True`` collects errors as results instead.
+- Inside a gather the record says ``running`` and the execution never parks: its waits
+  overlap, and one record cannot name them all. Recovery resumes it; its timers are in the
+  index and its signals in the mailbox, so nothing it waits for is lost.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import trio
+
+from ..core._errors import ConfigurationError
+from ..core._events import GatherEnded, GatherStarted
+from ..core._replay import NotInGather
+from ._primitive import ContextBase, Members, _ControlFlow, unwinds
+
+T = TypeVar("T")
+
+
+class Fanout(ContextBase):
+    """The ``gather`` half of ``Context``."""
+
+    async def gather(
+        self,
+        *calls: Awaitable[T],
+        limit: int | None = None,
+        return_exceptions: bool = False,
+        step_id: str | None = None,
+    ) -> list[T]:
+        """Run durable calls (steps, children, sleeps, signal waits, or async functions
+        making such calls one at a time) concurrently; their results in argument order.
+
+        ``limit`` caps how many run at once. The first error cancels the others and is
+        raised, unless ``return_exceptions=True`` (then errors are results). A crash in
+        the middle re-runs only the members not yet recorded.
+        """
+        if limit is not None and (type(limit) is not int or limit < 1):
+            _close(calls)
+            raise ConfigurationError(f"ctx.gather(limit=) must be an int >= 1; got {limit!r}")
+        for call in calls:
+            if not inspect.isawaitable(call):
+                _close(calls)
+                raise ConfigurationError(
+                    f"ctx.gather takes durable calls such as ctx.step(...) (not awaited "
+                    f"yet); got {call!r}"
+                )
+        try:
+            if self._members is not None:
+                raise ConfigurationError(
+                    "ctx.gather cannot run inside a member of another gather; gather the "
+                    "inner calls into the outer one"
+                )
+            sid = self._step_id(step_id, "gather", False)
+            self._enter()
+        except BaseException:
+            _close(calls)
+            raise
+        actor = self._actor
+        try:
+            recorded = actor.replayer.issue(sid, "gather")
+            ended = None
+            if recorded is None:
+                # Committed on its own (one commit per gather): the members' time starts
+                # here, and a resumed run records the same start.
+                event = GatherStarted(at=actor.parts.clock.now_ms(), step_id=sid, size=len(calls))
+                await actor.append(event, sid)
+            else:
+                ended = next((e for e in recorded if isinstance(e, GatherEnded)), None)
+            actor.replayer.open_group(sid, recorded is not None)
+            members = Members(sid)
+            results: list[Any] = [None] * len(calls)
+            errors: list[tuple[str | None, BaseException]] = []
+            self._members = members
+            writer = actor.begin_gather()
+            try:
+                async with trio.open_nursery() as outer:
+                    outer.start_soon(writer.run)
+                    try:
+                        await self._run_members(
+                            members, calls, results, errors, limit, return_exceptions
+                        )
+                    finally:
+                        writer.close()
+            except BaseExceptionGroup as group:
+                raise _control_flow(group) from None
+            finally:
+                self._members = None
+                actor.end_gather()
+            failure = _chosen(errors, ended)
+            actor.replayer.close_group(failure is not None)
+            if ended is None:
+                error_step = None if failure is None else failure[0]
+                now = actor.parts.clock.now_ms()
+                actor.record_later(GatherEnded(at=now, step_id=sid, error_step=error_step), sid)
+            if failure is not None:
+                raise failure[1]
+            return results
+        finally:
+            self._busy = False
+            _close(calls)  # members never started (a failure came first)
+
+    async def _run_members(
+        self,
+        members: Members,
+        calls: tuple[Awaitable[Any], ...],
+        results: list[Any],
+        errors: list[tuple[str | None, BaseException]],
+        limit: int | None,
+        keep: bool,
+    ) -> None:
+        limiter = None if limit is None else trio.CapacityLimiter(limit)
+        try:
+            async with trio.open_nursery() as nursery:
+                for position, call in enumerate(calls):
+                    nursery.start_soon(
+                        _member, members, position, call, results, errors, limiter, keep,
+                        nursery.cancel_scope,
+                    )  # fmt: skip
+        except BaseExceptionGroup as group:
+            raise _control_flow(group) from None
+
+
+async def _member(
+    members: Members,
+    position: int,
+    call: Awaitable[Any],
+    results: list[Any],
+    errors: list[tuple[str | None, BaseException]],
+    limiter: trio.CapacityLimiter | None,
+    keep: bool,
+    scope: trio.CancelScope,
+) -> None:
+    try:
+        if limiter is None:
+            results[position] = await _joined(members, position, call)
+        else:
+            async with limiter:
+                results[position] = await _joined(members, position, call)
+    except NotInGather:
+        pass  # cut short on the first run by another member's failure: not run again
+    except BaseException as exc:
+        if unwinds(exc):
+            raise
+        if keep:
+            results[position] = exc
+            return
+        errors.append((members.step_of.get(trio.lowlevel.current_task()), exc))
+        scope.cancel()
+    finally:
+        _close((call,))  # never started (cancelled while waiting for the limiter)
+
+
+async def _joined(members: Members, position: int, call: Awaitable[Any]) -> Any:
+    members.join(position)
+    return await call
+
+
+def _chosen(
+    errors: list[tuple[str | None, BaseException]], ended: GatherEnded | None
+) -> tuple[str | None, BaseException] | None:
+    """The error the gather raises: the one its record names on a replay, else the first."""
+    if not errors:
+        return None
+    if ended is not None and ended.error_step is not None:
+        for error in errors:
+            if error[0] == ended.error_step:
+                return error
+    return errors[0]
+
+
+def _control_flow(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """What a members' nursery stands for when it raises: durably's own unwinding (a
+    failed store) or the host's interrupt, unwrapped so the actor recognises it."""
+    leaves: list[BaseException] = []
+    _flatten(group, leaves)
+    for leaf in leaves:
+        if isinstance(leaf, _ControlFlow | KeyboardInterrupt):
+            return leaf
+    return group
+
+
+def _flatten(exc: BaseException, into: list[BaseException]) -> None:
+    if isinstance(exc, BaseExceptionGroup):
+        for member in exc.exceptions:
+            _flatten(member, into)
+    else:
+        into.append(exc)
+
+
+def _close(calls: tuple[Awaitable[Any], ...]) -> None:
+    """Close coroutines that will not run, so Python does not warn they were never awaited."""
+    for call in calls:
+        if inspect.iscoroutine(call) and inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
+            call.close()
