@@ -22,6 +22,7 @@ from ._scenarios import Bench, Measured
 FULL = {
     "sequential_runs": 200,
     "concurrent": 1000,
+    "fanout": 1000,
     "starts": 10_000,
     "signals": 1000,
     "client_signals": 200,
@@ -38,6 +39,7 @@ FULL = {
 QUICK = {
     "sequential_runs": 40,
     "concurrent": 200,
+    "fanout": 1000,
     "starts": 2000,
     "signals": 200,
     "client_signals": 40,
@@ -105,6 +107,16 @@ SPECS = {
             "executions x 10 steps started at once",
             "steps/s",
             20_000,
+            True,
+            "raw LMDB puts in 1,000-put synced txns",
+            "puts/s",
+            "figure / raw",
+        ),
+        Spec(
+            "fanout",
+            "one execution, 1,000 steps through ctx.gather(limit=100)",
+            "steps/s",
+            5_000,
             True,
             "raw LMDB puts in 1,000-put synced txns",
             "puts/s",
@@ -246,6 +258,7 @@ SPECS = {
 RUNNERS: dict[str, Callable[[Bench], Any]] = {
     "sequential": _scenarios.sequential,
     "concurrent": _scenarios.concurrent,
+    "fanout": _scenarios.fanout,
     "starts": _scenarios.starts,
     "signal": _scenarios.signal_round_trip,
     "client_signal": _client_signal.client_signal,

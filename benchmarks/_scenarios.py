@@ -170,6 +170,49 @@ def concurrent(b: Bench) -> Measured:
     )
 
 
+# --- fanout ----------------------------------------------------------------------------
+
+
+def fanout(b: Bench) -> Measured:
+    """One execution, ``fanout`` steps through ``ctx.gather(limit=100)``: steps/s, and how
+    many commits they took (group commit should make it a handful, not one per step)."""
+    n, limit = b.sizes["fanout"], 100
+    baseline, samples, commits = [], [], []
+    for r in range(b.repeats):
+        path = b.store_path("fanout")
+
+        async def main(path: str) -> tuple[float, int]:
+            store = _open(path)
+            try:
+                async with durably.Engine(store, workflows=ALL) as engine:
+                    before = engine.statistics().commit.batches
+                    started = time.perf_counter()
+                    eid = await engine.start(_workflows.fanout, [n, limit])
+                    await engine.wait(eid)
+                    elapsed = time.perf_counter() - started
+                    return elapsed, engine.statistics().commit.batches - before
+            finally:
+                store.close()
+
+        base, (elapsed, used) = _around(
+            lambda: _baselines.raw_batched_puts(b.sizes["raw_batches"], b.workdir),
+            main,
+            path,
+        )
+        baseline.append(base)
+        samples.append(n / elapsed)
+        commits.append(used)
+        b.say(
+            f"repeat {r + 1}/{b.repeats}: {samples[-1]:,.0f} steps/s in {used} commits "
+            f"(raw {baseline[-1]:,.0f} puts/s)"
+        )
+    return Measured(
+        samples,
+        baseline,
+        {"steps": n, "limit": limit, "commits": commits, "commits_median": median(commits)},
+    )
+
+
 # --- starts ----------------------------------------------------------------------------
 
 

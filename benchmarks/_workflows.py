@@ -92,4 +92,12 @@ async def long_history(ctx: durably.Context, n: int) -> None:
         k += 1
 
 
-ALL = [steps, wait_signal, ping, timer, long_history]
+@durably.workflow("bench.fanout")
+async def fanout(ctx: durably.Context, spec: list[int]) -> int:
+    """``spec[0]`` trivial steps of one execution through ``ctx.gather``, ``spec[1]`` at once."""
+    n, limit = spec
+    got = await ctx.gather(*[ctx.step(f"s{i}", add_one, i) for i in range(n)], limit=limit)
+    return sum(got)
+
+
+ALL = [steps, wait_signal, ping, timer, long_history, fanout]

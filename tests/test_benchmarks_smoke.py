@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {
     "sequential",
     "concurrent",
+    "fanout",
     "starts",
     "signal_p50",
     "signal_p99",

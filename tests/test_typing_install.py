@@ -80,8 +80,19 @@ async def twice(ctx: durably.Context, n: int) -> int:
     return doubled
 
 
+@durably.workflow("fan")
+async def fan(ctx: durably.Context, n: int) -> int:
+    doubled: list[int] = await ctx.gather(*[ctx.step(f"d{i}", double, i) for i in range(n)])
+    child: int = await ctx.child(twice, n, step_id="kid")
+    handle: durably.ChildHandle[int] = await ctx.start_child(twice, n, step_id="kid2")
+    later: int = await handle.result()
+    if ctx.patched("more"):
+        await ctx.publish("sum", sum(doubled))
+    return sum(doubled) + child + later
+
+
 async def main() -> durably.Result[int]:
-    async with durably.Engine(MemoryStore(), workflows=[twice]) as engine:
+    async with durably.Engine(MemoryStore(), workflows=[twice, fan]) as engine:
         return await engine.start_and_wait(twice, 21)
 
 
@@ -107,6 +118,11 @@ async def use(engine: durably.Engine) -> None:
     await engine.start_and_wait(twice, "21")  # error: the input is an int
     await engine.start_and_wiat(twice, 21)  # error: no such method
     durably.no_such_name  # error: no such name
+
+
+@durably.workflow("wrong-kid")
+async def wrong_kid(ctx: durably.Context, n: int) -> str:
+    return await ctx.child(twice, n, step_id="kid")  # error: the child returns an int
 
 
 async def hosts(engine: durably.aio.Engine, client: durably.sync.Client) -> None:

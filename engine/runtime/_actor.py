@@ -121,6 +121,7 @@ class ExecutionActor(Recorder):
         "cancel_by",
         "cancel_reason",
         "children",
+        "claimed",
         "definition",
         "exited",
         "facts",
@@ -161,6 +162,8 @@ class ExecutionActor(Recorder):
         #: Children this run started (or replayed starting) whose end it has not taken:
         #: the parent-close policy cancels them when it ends. Made on first child.
         self.children: set[str] | None = None
+        #: While a gather runs: mailbox entries its members took, not yet written.
+        self.claimed: set[int] | None = None
 
     async def wait_exited(self) -> None:
         """Until the actor's task has ended (the event is made only when someone waits)."""
@@ -203,11 +206,13 @@ class ExecutionActor(Recorder):
     def begin_gather(self) -> GatherWriter:
         self.broadcast = trio.Event()
         self.writer = GatherWriter(self)
+        self.claimed = set()
         return self.writer
 
     def end_gather(self) -> None:
         self.broadcast = None
         self.writer = None
+        self.claimed = None
 
     def request_park(self) -> None:
         self.park_requested = True

@@ -94,14 +94,15 @@ class GatherWriter:
                 continue
             # One yield, so that members made ready by the same wake hand theirs over too.
             await trio.lowlevel.cancel_shielded_checkpoint()
-            alone = next((e for e in self._pending if _refusable(e)), None)
-            if alone is not None:
-                self._pending.remove(alone)
-                batch = [alone]
-            else:
-                batch, self._pending = self._pending, []
+            # Entries that cannot be refused go first: a timeout waits behind a take of
+            # the signal it would otherwise be refused for, instead of racing it.
+            batch = [e for e in self._pending if not _refusable(e)]
+            alone = not batch
+            if alone:
+                batch = [self._pending[0]]
+            self._pending = [e for e in self._pending if e not in batch]
             with trio.CancelScope(shield=True):
-                await self._commit(batch, staged=alone is None)
+                await self._commit(batch, staged=not alone)
 
     async def _commit(self, batch: list[_Entry], *, staged: bool) -> None:
         rec = self._recorder

@@ -308,7 +308,7 @@ class Context(Branching, Fanout, Children, Lifecycle):
         clock = actor.parts.clock
         now = clock.now_ms()
         while now < wake_at:
-            await actor.wait_wake(timer)
+            await self._wait_wake(timer)
             now = clock.now_ms()
         if retrying:
             # The retry's next attempt starts now; its outcome is the next recorded event.
@@ -397,14 +397,20 @@ class Context(Branching, Fanout, Children, Lifecycle):
         timer = None if deadline is None else Timer(deadline, eid, sid)
         store = actor.parts.store
         while True:
-            entry = decide.first_taken(store.mailbox(eid), sig.name, deadline)
+            mail = store.mailbox(eid)
+            claimed = actor.claimed
+            if claimed:  # taken by another member of the gather, not yet written
+                mail = [e for e in mail if e.seq not in claimed]
+            entry = decide.first_taken(mail, sig.name, deadline)
             value, misfit = (None, None) if entry is None else restore(entry, sig, sid, where)
             now = actor.parts.clock.now_ms()
             outcome = decide.signal_outcome(waiting, eid, entry, now, misfit)
             if outcome is None:
-                await actor.wait_wake(timer)
+                await self._wait_wake(timer)
                 continue
             event, ops = outcome
+            if claimed is not None and entry is not None:
+                claimed.add(entry.seq)
             if isinstance(event, SignalTimedOut):
                 # Committed now, not with the next call: once it is recorded, a signal is
                 # told BUFFERED; and one the wait takes that committed since it looked

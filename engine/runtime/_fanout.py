@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import trio
 
+from durably.stores import RemoveTimer
+
 from ..core._errors import ConfigurationError
 from ..core._events import GatherEnded, GatherStarted
 from ..core._replay import NotInGather
@@ -48,22 +50,8 @@ class Fanout(ContextBase):
         raised, unless ``return_exceptions=True`` (then errors are results). A crash in
         the middle re-runs only the members not yet recorded.
         """
-        if limit is not None and (type(limit) is not int or limit < 1):
-            _close(calls)
-            raise ConfigurationError(f"ctx.gather(limit=) must be an int >= 1; got {limit!r}")
-        for call in calls:
-            if not inspect.isawaitable(call):
-                _close(calls)
-                raise ConfigurationError(
-                    f"ctx.gather takes durable calls such as ctx.step(...) (not awaited "
-                    f"yet); got {call!r}"
-                )
         try:
-            if self._members is not None:
-                raise ConfigurationError(
-                    "ctx.gather cannot run inside a member of another gather; gather the "
-                    "inner calls into the outer one"
-                )
+            _check(calls, limit, nested=self._members is not None)
             sid = self._step_id(step_id, "gather", False)
             self._enter()
         except BaseException:
@@ -105,7 +93,10 @@ class Fanout(ContextBase):
             if ended is None:
                 error_step = None if failure is None else failure[0]
                 now = actor.parts.clock.now_ms()
-                actor.record_later(GatherEnded(at=now, step_id=sid, error_step=error_step), sid)
+                end = GatherEnded(at=now, step_id=sid, error_step=error_step)
+                actor.stage(end, sid, [RemoveTimer(t) for t in members.abandoned])
+            for timer in members.abandoned:
+                actor.parts.scheduler.disarm(timer)
             if failure is not None:
                 raise failure[1]
             return results
@@ -122,7 +113,7 @@ class Fanout(ContextBase):
         limit: int | None,
         keep: bool,
     ) -> None:
-        limiter = None if limit is None else trio.CapacityLimiter(limit)
+        limiter = None if limit is None else _Slots(limit, len(calls))
         try:
             async with trio.open_nursery() as nursery:
                 for position, call in enumerate(calls):
@@ -134,13 +125,29 @@ class Fanout(ContextBase):
             raise _control_flow(group) from None
 
 
+def _check(calls: tuple[Awaitable[Any], ...], limit: int | None, *, nested: bool) -> None:
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ConfigurationError(f"ctx.gather(limit=) must be an int >= 1; got {limit!r}")
+    for call in calls:
+        if not inspect.isawaitable(call):
+            raise ConfigurationError(
+                f"ctx.gather takes durable calls such as ctx.step(...) (not awaited yet); "
+                f"got {call!r}"
+            )
+    if nested:
+        raise ConfigurationError(
+            "ctx.gather cannot run inside a member of another gather; gather the inner "
+            "calls into the outer one"
+        )
+
+
 async def _member(
     members: Members,
     position: int,
     call: Awaitable[Any],
     results: list[Any],
     errors: list[tuple[str | None, BaseException]],
-    limiter: trio.CapacityLimiter | None,
+    limiter: _Slots | None,
     keep: bool,
     scope: trio.CancelScope,
 ) -> None:
@@ -148,8 +155,11 @@ async def _member(
         if limiter is None:
             results[position] = await _joined(members, position, call)
         else:
-            async with limiter:
+            await limiter.turn(position)
+            try:
                 results[position] = await _joined(members, position, call)
+            finally:
+                limiter.release()
     except NotInGather:
         pass  # cut short on the first run by another member's failure: not run again
     except BaseException as exc:
@@ -162,6 +172,36 @@ async def _member(
         scope.cancel()
     finally:
         _close((call,))  # never started (cancelled while waiting for the limiter)
+
+
+class _Slots:
+    """``limit`` members at a time, admitted in argument order (not in whatever order the
+    scheduler runs their tasks), so a replay starts them at the same instants."""
+
+    def __init__(self, limit: int, size: int) -> None:
+        self._turns = [trio.Event() for _ in range(size)]
+        self._next = 0
+        self._free = limit
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._free > 0 and self._next < len(self._turns):
+            self._turns[self._next].set()
+            self._next += 1
+            self._free -= 1
+
+    async def turn(self, position: int) -> None:
+        turn = self._turns[position]
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn.is_set():  # admitted as it was cancelled: the slot goes on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        self._free += 1
+        self._admit()
 
 
 async def _joined(members: Members, position: int, call: Awaitable[Any]) -> Any:

@@ -188,6 +188,8 @@ class ExecutionPort(Protocol):
     #: Until the run reaches new work (then ``caught_up`` lifts the replay's bounds).
     catching_up: bool
     rollback_round: int
+    #: While a gather runs: mailbox entries its members took, not yet written.
+    claimed: set[int] | None
 
     @property
     def record(self) -> ExecutionRecord: ...

@@ -133,10 +133,12 @@ class Members:
     """The tasks of the ``ctx.gather`` that is running: each may make durable calls, one
     at a time, as if it were the workflow; derived step ids follow argument positions."""
 
-    __slots__ = ("counters", "free", "index", "step_id", "step_of")
+    __slots__ = ("abandoned", "counters", "free", "index", "step_id", "step_of")
 
     def __init__(self, step_id: str) -> None:
         self.step_id = step_id
+        #: Timers of members cancelled while they waited: the gather removes them.
+        self.abandoned: list[Timer] = []
         self.index: dict[trio.lowlevel.Task, int] = {}
         self.free: set[trio.lowlevel.Task] = set()
         self.step_of: dict[trio.lowlevel.Task, str] = {}
@@ -276,6 +278,19 @@ class ContextBase:
         await actor.put_record(
             ops, status=wait.status, waiting_signal=wait.signal, timer=wait.timer
         )
+
+    async def _wait_wake(self, timer: Timer | None) -> None:
+        """The actor's wait; a gather's member cancelled in it (another failed) leaves its
+        timer to the gather to remove, since no one else would."""
+        members = self._members
+        if members is None or timer is None:
+            await self._actor.wait_wake(timer)
+            return
+        try:
+            await self._actor.wait_wake(timer)
+        except trio.Cancelled:
+            members.abandoned.append(timer)
+            raise
 
     async def _took(self, event: Any, sid: str, ops: list[Any]) -> None:
         """Record what a wait took (a signal, a timer's fire, a child's end): staged to

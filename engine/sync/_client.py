@@ -162,6 +162,8 @@ class Client:
     wait = _blocking(Gateway.wait)
     wait_settled = _blocking(Gateway.wait_settled)
     signal = _blocking(Gateway.signal)
+    signal_with_start = _blocking(Gateway.signal_with_start)
+    read_published = _blocking(Gateway.read_published)
     cancel = _blocking(Gateway.cancel)
     request_cancel = _blocking(Gateway.request_cancel)
     get_execution = _blocking(Gateway.get_execution)

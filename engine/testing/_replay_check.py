@@ -8,15 +8,22 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
+import trio
+
 from durably.stores import MemoryStore
 
+from .. import _engine
 from ..core._errors import ConfigurationError
+from ..core._types import from_ms
 from ..core._workflow import WorkflowDefinition
+from ..runtime._clock import Clock
 from ._compare import _check_values, _compare, _describe_batch
 from ._deliveries import Delivery, _check_deliveries
 from ._env import DEFAULT_START, _require_mock_clock, _sync_form
 from ._report import ReplayMismatch, ReplayReport
 from ._run import _Run
+from ._snapshot import ExecutionSnapshot, restore_execution
 
 _DEFAULT_HORIZON = 366 * 24 * 3600.0
 
@@ -147,6 +154,38 @@ def check_replay(  # type: ignore[empty-body]  # _sync_form supplies the body
     """
 
 
+async def _replay_golden(
+    new: WorkflowDefinition[Any, Any],
+    workflows: Sequence[WorkflowDefinition[Any, Any]],
+    snapshot: ExecutionSnapshot,
+    index: int,
+) -> None:
+    """Resume one golden log with ``new``: its replay must not diverge."""
+    record = snapshot.record
+    if record.workflow != new.name:
+        raise ConfigurationError(
+            f"golden log {index} is an execution of {record.workflow!r}, not {new.name!r}"
+        )
+    store = MemoryStore()
+    # Restored as running, so that the engine replays it now (a parked wait would wait).
+    opening = attrs.evolve(record, status="running", waiting_signal=None, timer=None)
+    eid = restore_execution(store, attrs.evolve(snapshot, record=opening))
+    clock = Clock(from_ms(record.updated_ms))
+    async with _engine.Engine(store, workflows=[new, *workflows], clock=clock):
+        await trio.sleep(1)  # virtual: the replay reaches its first new work or wait
+    after = store.get_execution(eid)
+    error = None if after is None else after.error
+    if error is not None and "NonDeterminism" in str(error.get("type")):
+        raise ReplayMismatch(
+            f"golden log {index} (execution {eid}) cannot be replayed by the new code: it "
+            f"FAILED with NonDeterminismError:\n  {error.get('message')}",
+            boundary=None,
+            step_id=None,
+            recorded=None,
+            attempted=error,
+        )
+
+
 async def check_upgrade_async(
     old: WorkflowDefinition[Any, Any],
     new: WorkflowDefinition[Any, Any],
@@ -158,6 +197,7 @@ async def check_upgrade_async(
     horizon: float = _DEFAULT_HORIZON,
     seed: int = 0,
     before_run: Callable[[], Any] | None = None,
+    golden: Sequence[ExecutionSnapshot] = (),
 ) -> ReplayReport:
     """:func:`check_upgrade` inside a running trio test (under a ``MockClock``)."""
     if old.name != new.name:
@@ -165,6 +205,8 @@ async def check_upgrade_async(
             f"check_upgrade compares two versions of one workflow; got {old.name!r} and "
             f"{new.name!r} (a renamed workflow is a new workflow: old executions keep the old)"
         )
+    for index, snapshot in enumerate(golden):
+        await _replay_golden(new, workflows, snapshot, index)
     return await _check(
         f"check_upgrade({old!r} -> new code)",
         old,
@@ -192,6 +234,7 @@ def check_upgrade(  # type: ignore[empty-body]  # _sync_form supplies the body
     horizon: float = _DEFAULT_HORIZON,
     seed: int = 0,
     before_run: Callable[[], Any] | None = None,
+    golden: Sequence[ExecutionSnapshot] = (),
 ) -> ReplayReport:
     """Check that executions started by ``old`` can be finished by ``new``.
 
@@ -199,5 +242,7 @@ def check_upgrade(  # type: ignore[empty-body]  # _sync_form supplies the body
     resumes the execution with ``new`` (same workflow name). Raises :class:`ReplayMismatch`
     if any resumed execution fails with ``NonDeterminismError`` (renamed, reordered or
     removed steps under a running execution). The new code's results may differ: only
-    replay compatibility is checked.
+    replay compatibility is checked. ``golden`` logs (``snapshot_execution``) recorded on
+    older code are each replayed by ``new`` too: with ``ctx.patched`` around a change,
+    every one of them must pass.
     """

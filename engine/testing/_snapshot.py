@@ -6,6 +6,7 @@ import attrs
 import orjson
 
 from durably.stores import (
+    NEVER_MS,
     AddTimer,
     CreateExecution,
     ExecutionRecord,
@@ -24,22 +25,26 @@ from ..core._events import decode
 
 @attrs.frozen
 class ExecutionSnapshot:
-    """One execution as the store holds it: its record, its events, its mailbox.
+    """One execution as the store holds it: its record, its events, its mailbox, and its
+    timers (a gather's members may have several).
 
     Serialised as JSON lines (:meth:`to_jsonl`): the first line is the record, then one
     line per stored event (the event bytes exactly as the engine wrote them), then one per
-    buffered signal. Commit these as golden logs: a change to the event format or to the
-    replay rules that breaks old executions then fails the test that resumes them.
+    buffered signal, then one per timer. Commit these as golden logs: a change to the event
+    format or to the replay rules that breaks old executions then fails the test that
+    resumes them.
     """
 
     record: ExecutionRecord
     events: list[bytes]
     mailbox: list[MailboxEntry] = attrs.field(factory=list)
+    timers: list[Timer] = attrs.field(factory=list)
 
     def to_jsonl(self) -> str:
         lines = [orjson.dumps({"record": attrs.asdict(self.record)})]
         lines += [orjson.dumps({"event": orjson.loads(raw)}) for raw in self.events]
         lines += [orjson.dumps({"mail": attrs.asdict(entry)}) for entry in self.mailbox]
+        lines += [orjson.dumps({"timer": attrs.asdict(timer)}) for timer in self.timers]
         return b"\n".join(lines).decode() + "\n"
 
     @classmethod
@@ -47,6 +52,7 @@ class ExecutionSnapshot:
         record: ExecutionRecord | None = None
         events: list[bytes] = []
         mailbox: list[MailboxEntry] = []
+        timers: list[Timer] = []
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -60,11 +66,13 @@ class ExecutionSnapshot:
                 events.append(orjson.dumps(item["event"]))
             elif "mail" in item:
                 mailbox.append(MailboxEntry(**item["mail"]))
+            elif "timer" in item:
+                timers.append(Timer(**item["timer"]))
             else:
                 raise ConfigurationError(f"snapshot line {number}: unknown item {line[:80]!r}")
         if record is None:
             raise ConfigurationError("a snapshot needs a record line")
-        return cls(record, events, mailbox)
+        return cls(record, events, mailbox, timers)
 
 
 def snapshot_execution(store: Store, execution_id: str) -> ExecutionSnapshot:
@@ -72,7 +80,10 @@ def snapshot_execution(store: Store, execution_id: str) -> ExecutionSnapshot:
     record = store.get_execution(execution_id)
     if record is None:
         raise ConfigurationError(f"no execution {execution_id!r} in this store")
-    return ExecutionSnapshot(record, store.read_events(execution_id), store.mailbox(execution_id))
+    timers = [t for t in store.due_timers(NEVER_MS) if t.owner == execution_id]
+    return ExecutionSnapshot(
+        record, store.read_events(execution_id), store.mailbox(execution_id), timers
+    )
 
 
 def restore_execution(store: Store, snapshot: ExecutionSnapshot) -> str:
@@ -88,7 +99,7 @@ def restore_execution(store: Store, snapshot: ExecutionSnapshot) -> str:
     consumed = [
         orjson.loads(raw).get("mailbox_seq", -1)
         for raw in snapshot.events
-        if orjson.loads(raw).get("t") == "signal.received"
+        if orjson.loads(raw).get("t") in ("signal.received", "child.ended")
     ]
     pending = {entry.seq: entry for entry in snapshot.mailbox}
     top = max([*consumed, *pending, -1]) + 1
@@ -101,7 +112,9 @@ def restore_execution(store: Store, snapshot: ExecutionSnapshot) -> str:
         else:
             ops += [PutSignal(eid, "durably.restored", None), TakeSignal(eid, seq)]
     ops.append(PutExecution(record))
+    timers = set(snapshot.timers)
     if record.timer is not None:
-        ops.append(AddTimer(Timer(record.timer[0], eid, record.timer[1])))
+        timers.add(Timer(record.timer[0], eid, record.timer[1]))
+    ops.extend(AddTimer(timer) for timer in sorted(timers))
     store.apply(ops)
     return eid

@@ -62,7 +62,19 @@ async def blocker(ctx: durably.Context, marker: str) -> str:
     return await ctx.step("block", block, marker)
 
 
-WORKFLOWS = [quick, wait_go, long, blocker]
+@durably.workflow("basket")
+async def basket(ctx: durably.Context, owner: str) -> list[Any]:
+    """Collects ``add`` signals, publishing the count after each, until ``None``."""
+    items: list[Any] = []
+    while True:
+        item = await ctx.wait_for_signal("add", step_id=f"add-{len(items)}")
+        if item is None:
+            return [owner, *items]
+        items.append(item)
+        await ctx.publish("count", len(items), step_id=f"count-{len(items)}")
+
+
+WORKFLOWS = [quick, wait_go, long, blocker, basket]
 
 
 async def worker(store: str, poll: float, max_payload: int) -> None:
@@ -82,6 +94,11 @@ async def client(store: str, action: str, args: list[str]) -> None:
         elif action == "signal":
             outcome = await c.signal(args[0], args[1], json.loads(args[2]))
             print(outcome.delivery.value, flush=True)
+        elif action == "signal-with-start":
+            receipt = await c.signal_with_start(
+                "basket", args[0], "add", json.loads(args[1]), idempotency_key=args[0]
+            )
+            print(receipt.execution_id, flush=True)
         elif action == "cancel":
             await c.request_cancel(args[0], reason="from a client that exits")
             print("requested", flush=True)

@@ -275,3 +275,74 @@ async def test_a_crash_at_any_commit_of_a_gather_resumes_to_the_same_history(
     signals: list[Any] = [(1.0, "go", {"ok": True})]
     report = await durably.testing.check_replay_async(workflow, None, signals=signals)
     assert report.boundaries >= 2, report
+
+
+@durably.workflow("same-signal")
+async def same_signal(ctx: durably.Context, _: None) -> list[Any]:
+    got = await ctx.gather(
+        ctx.wait_for_signal("a", step_id="first"),
+        ctx.wait_for_signal("a", step_id="second"),
+        ctx.wait_for_signal("a", timeout=5, step_id="third"),
+    )
+    return [g.payload if isinstance(g, durably.Received) else g for g in got]
+
+
+async def test_members_waiting_for_one_signal_each_take_their_own_entry(
+    store_factory: Callable[[], Store], autojump_clock: trio.testing.MockClock
+) -> None:
+    async with durably.Engine(store_factory(), workflows=[same_signal]) as engine:
+        eid = await engine.start(same_signal, None)
+        for n in (1, 2, 3):
+            await engine.signal(eid, "a", n)
+        got = await engine.wait(eid)
+    assert sorted(got) == [1, 2, 3]  # which member took which varies; none took one twice
+
+
+@durably.workflow("abandoned-timer")
+async def abandoned_timer(ctx: durably.Context, _: None) -> str:
+    try:
+        await ctx.gather(
+            ctx.sleep(3600, step_id="long"),
+            ctx.wait_for_signal("never", timeout=7200, step_id="wait"),
+            ctx.step("bad", work, "bad", 1.0, fail=True),
+        )
+    except durably.StepError:
+        pass
+    await ctx.sleep(10, step_id="after")
+    return "done"
+
+
+async def test_a_cancelled_members_timers_leave_the_index(
+    store_factory: Callable[[], Store], autojump_clock: trio.testing.MockClock
+) -> None:
+    store = store_factory()
+    async with durably.Engine(store, workflows=[abandoned_timer]) as engine:
+        eid = await engine.start(abandoned_timer, None)
+        assert await engine.wait(eid) == "done"
+        assert [t for t in store.due_timers(2**62) if t.owner == eid] == []
+
+
+@durably.workflow("bad-gathers")
+async def bad_gathers(ctx: durably.Context, _: None) -> list[str]:
+    errors = []
+    for kwargs, calls in (
+        ({"limit": 0}, [ctx.step("x", work, "x")]),
+        ({}, [ctx.step("y", work, "y"), "not a call"]),
+    ):
+        try:
+            await ctx.gather(*calls, **kwargs)  # type: ignore[arg-type]
+        except durably.ConfigurationError as exc:
+            errors.append(str(exc).split(";")[0])
+    return errors
+
+
+async def test_bad_gathers_are_refused_clearly_and_run_nothing(
+    store_factory: Callable[[], Store], autojump_clock: trio.testing.MockClock
+) -> None:
+    async with durably.Engine(store_factory(), workflows=[bad_gathers]) as engine:
+        eid = await engine.start(bad_gathers, None)
+        assert await engine.wait(eid) == [
+            "ctx.gather(limit=) must be an int >= 1",
+            "ctx.gather takes durable calls such as ctx.step(...) (not awaited yet)",
+        ]
+    assert CALLS == []

@@ -191,6 +191,26 @@ async def test_check_upgrade_proves_the_patched_code_replays_the_old_logs(
         await durably.testing.check_upgrade_async(orders_v1, orders_v4, signals=signals)
 
 
+async def test_check_upgrade_replays_old_golden_logs_with_the_patched_code(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = MemoryStore()
+    async with durably.testing.virtual_engine(orders_v1, store=store) as engine:
+        parked = await engine.start(orders_v1, None)
+        await trio.sleep(1)
+        done = await engine.start(orders_v1, None)
+        await engine.signal(done, "ship")
+        await engine.wait(done)
+    golden = [durably.testing.snapshot_execution(store, eid) for eid in (parked, done)]
+    golden = [durably.testing.ExecutionSnapshot.from_jsonl(g.to_jsonl()) for g in golden]
+    signals: list[Any] = [("waiting", "ship", None)]
+    await durably.testing.check_upgrade_async(orders_v1, orders_v2, signals=signals, golden=golden)
+    with pytest.raises(durably.testing.ReplayMismatch, match="golden log 0"):
+        await durably.testing.check_upgrade_async(
+            orders_v1, orders_v4, signals=signals, golden=golden
+        )
+
+
 # --- published values -------------------------------------------------------------------
 
 

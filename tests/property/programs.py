@@ -257,9 +257,9 @@ def signal_plans(
     Mostly of the signals ``program`` waits for, at times within its timers' span, so that
     most deliveries meet a wait (or race its timeout) rather than a finished execution.
     """
-    flat = [m for op in program or () for m in (op.get("members") or [op])]
-    waited = sorted({op["signal"] for op in flat if op["op"] == "wait"})
-    span = sum(op.get("seconds") or op.get("timeout") or 0 for op in flat) or 10
+    ops = flat(program or [])
+    waited = sorted({op["signal"] for op in ops if op["op"] == "wait"})
+    span = sum(op.get("seconds") or op.get("timeout") or 0 for op in ops) or 10
     names = st.sampled_from(waited) if waited else st.sampled_from(SIGNALS)
     if waited and draw(st.integers(0, 4)) == 0:
         names = st.sampled_from(SIGNALS)  # now and then, signals nobody waits for
@@ -278,6 +278,16 @@ def scenarios(draw: st.DrawFn) -> tuple[Program, list[Delivery]]:
     """A program and the signals sent to it."""
     program = draw(programs())
     return program, draw(signal_plans(program))
+
+
+def flat(ops: Program) -> Program:
+    """The ops of a program with each gather's members in its place."""
+    return [member for op in ops for member in (op.get("members") or [op])]
+
+
+def concurrent(ops: Program) -> bool:
+    """Whether the program runs a gather (whose commit count varies between runs)."""
+    return any(op["op"] == "gather" for op in ops)
 
 
 def explicit_ids(ops: Program) -> list[int]:

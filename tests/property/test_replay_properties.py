@@ -34,8 +34,10 @@ from .programs import (
     Program,
     Tracker,
     child,
+    concurrent,
     count,
     explicit_ids,
+    flat,
     interpreter,
     scenarios,
 )
@@ -168,7 +170,9 @@ def test_a_run_interrupted_at_any_boundary_resumes_identically(
     for cut in range(base.commits):
         tracker = Tracker()
         resumed = run(program, plan, cut=cut, tracker=tracker)
-        assert resumed.tripped
+        # A gather's batching varies between runs, and so its commit count: a run that
+        # needed fewer commits ran whole, and must still end the same.
+        assert resumed.tripped or concurrent(program)
         assert same_outcome(resumed, base), (
             f"boundary {cut}: {resumed.status} {resumed.result} {resumed.error}\n"
             f"{resumed.history}\nvs\n{base.history}"
@@ -200,7 +204,7 @@ def test_a_store_reopened_from_disk_resumes_identically(
         resumed = run(
             program, plan, cut=cut, tracker=tracker, open_store=open_store, reopen_store=reopen
         )
-    assert resumed.tripped
+    assert resumed.tripped or concurrent(program)
     assert same_outcome(resumed, base)
     check_bodies_ran_once(resumed, tracker)
     check_signals(resumed, plan)
@@ -274,6 +278,8 @@ def test_replaying_a_log_twice_gives_identical_results(
     scenario: tuple[Program, list[Delivery]], data: st.DataObject
 ) -> None:
     program, plan = scenario
+    # A snapshot is one execution's: a child is another execution, not in it.
+    assume(not any(op["op"] == "child" for op in flat(program)))
     base = run(program, plan)
     cut = data.draw(st.integers(0, base.commits - 1), label="boundary")
     # Rebuild the log as it was at the cut in two fresh stores (through store ops), then
