@@ -325,34 +325,36 @@ class ExecutionActor(Recorder):
                 pass
             await self._finish_cancelled()
             return
-        while True:
+        while True:  # one pass per run (continue_as_new starts the next)
             deadline = await self._load()
             if deadline is None:
                 return
+            # The workflow is awaited in this frame, not in a helper coroutine: one frame
+            # fewer held by every waiting execution.
             try:
-                await self._run_once(deadline)
-                return
+                result = await self._call_workflow(deadline)
+                if self.deferred:
+                    await self.settle()
+                self.replayer.finish()
+                shaped = _codec.shape(result, f"result of workflow {self.definition.name!r}")
             except _ContinueAsNew as exc:
-                if not await self._continue_as_new(exc.input):
-                    return
-
-    async def _run_once(self, deadline: float) -> None:
-        try:
-            result = await self._call_workflow(deadline)
-            if self.deferred:
-                await self.settle()
-            self.replayer.finish()
-            shaped = _codec.shape(result, f"result of workflow {self.definition.name!r}")
-        except (_Suspend, _EngineFailure, _ReplayHung, _ContinueAsNew, trio.Cancelled):
-            raise
-        except _CompensationFailure as exc:
-            await self._compensation_failed(exc)
-            return
-        except BaseException as raised:  # SystemExit too: one execution's failure
-            if unwinds(raised):
+                if await self._continue_as_new(exc.input):
+                    continue
+                return
+            except (_Suspend, _EngineFailure, _ReplayHung, trio.Cancelled):
                 raise
-            await self._failed(raised)
+            except _CompensationFailure as exc:
+                await self._compensation_failed(exc)
+                return
+            except BaseException as raised:  # SystemExit too: one execution's failure
+                if unwinds(raised):
+                    raise
+                await self._failed(raised)
+                return
+            await self._completed(shaped)
             return
+
+    async def _completed(self, shaped: Any) -> None:
         try:
             await self.finish(ExecutionCompleted(at=self.parts.clock.now_ms(), result=shaped))
         except PayloadError as exc:  # the result is over max_payload_bytes: fail, clearly

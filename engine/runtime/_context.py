@@ -308,7 +308,10 @@ class Context(Branching, Fanout, Children, Lifecycle):
         clock = actor.parts.clock
         now = clock.now_ms()
         while now < wake_at:
-            await self._wait_wake(timer)
+            if self._members is None:  # awaited in place: no frame more per waiting sleep
+                await actor.wait_wake(timer)
+            else:
+                await self._wait_wake(timer)
             now = clock.now_ms()
         if retrying:
             # The retry's next attempt starts now; its outcome is the next recorded event.
@@ -406,7 +409,10 @@ class Context(Branching, Fanout, Children, Lifecycle):
             now = actor.parts.clock.now_ms()
             outcome = decide.signal_outcome(waiting, eid, entry, now, misfit)
             if outcome is None:
-                await self._wait_wake(timer)
+                if self._members is None:
+                    await actor.wait_wake(timer)
+                else:
+                    await self._wait_wake(timer)
                 continue
             event, ops = outcome
             if claimed is not None and entry is not None:
