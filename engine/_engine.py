@@ -85,7 +85,10 @@ class Engine(Gateway):
     bounds one encoded value (input, step result, signal payload, outcome): a bigger one
     raises ``PayloadError`` at the call that produced it and nothing is written;
     ``store_retry_seconds`` is the first pause before executions stopped by a failing
-    store (a full disk) are tried again (doubling up to a minute).
+    store (a full disk) are tried again (doubling up to a minute); ``freeze_gc_in_bursts``
+    lets the scheduler ``gc.freeze()`` while a burst of 1,000 or more due timers fires,
+    so the cyclic collector does not walk the woken executions mid-burst (off: the
+    collector is never touched; it is also left alone if the host froze objects itself).
     """
 
     # Its own starts run at once: their record says so from the start, no commit for it.
@@ -105,7 +108,9 @@ class Engine(Gateway):
         max_payload_bytes: int = 16 * 1024 * 1024,
         max_replay_seconds: float | None = 60.0,
         store_retry_seconds: float = 1.0,
+        freeze_gc_in_bursts: bool = True,
     ) -> None:
+        self._freeze_gc = freeze_gc_in_bursts
         settings = Settings(
             max_live_executions=max_live_executions,
             implicit_step_ids=implicit_step_ids,
@@ -138,7 +143,12 @@ class Engine(Gateway):
         self.clock.bind()
         self._committer = Committer(self.store, inline=self._commit_inline)
         supervisor: Supervisor
-        scheduler = Scheduler(self.store, self.clock, lambda *a: supervisor.on_timer(*a))
+        scheduler = Scheduler(
+            self.store,
+            self.clock,
+            lambda *a: supervisor.on_timer(*a),
+            freeze_gc=self._freeze_gc,
+        )
         self._parts = Parts(
             self.store, self._committer, scheduler, self.clock, self._settings, self._registry
         )

@@ -46,11 +46,11 @@ from ._records import (
 # --- step ---
 
 
-@attrs.frozen
-class Replayed:
-    """The log answers the step: its recorded (JSON-shaped) result."""
-
-    data: Any
+#: The log answers the step: the decision is the recorded event itself (its JSON-shaped
+#: ``result``), not a wrapper around it. Every replayed step takes this branch, and a
+#: frozen attrs instance made for it cost more than the rest of the decision (measured:
+#: 0.55 us a decision with it, 0.09 us without; a replayed step costs 5-6 us in all).
+Replayed = (StepCompleted, StepSkipped)
 
 
 @attrs.frozen
@@ -72,7 +72,8 @@ FIRST_RUN = Run()
 
 
 def step(recorded: Sequence[Event] | None, sid: str, rerun_failed: frozenset[str]) -> Any:
-    """``Replayed``, ``Reraise`` or ``Run`` for a step whose log holds ``recorded``.
+    """The recorded event (one of ``Replayed``), ``Reraise`` or ``Run`` for a step whose
+    log holds ``recorded``.
 
     A failure recorded before an operator's retry (``rerun_failed``) runs again, with a
     fresh set of attempts.
@@ -80,8 +81,8 @@ def step(recorded: Sequence[Event] | None, sid: str, rerun_failed: frozenset[str
     if recorded is None:
         return FIRST_RUN
     last = recorded[-1]
-    if isinstance(last, StepCompleted | StepSkipped):
-        return Replayed(last.result)
+    if isinstance(last, Replayed):
+        return last
     if isinstance(last, StepFailed):
         return FIRST_RUN if sid in rerun_failed else Reraise(last.error)
     assert isinstance(last, StepRetrying)

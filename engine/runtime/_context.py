@@ -146,8 +146,8 @@ class Context(Branching, Fanout, Children, Lifecycle):
             rtype = _codec.return_type(fn)
             recorded = actor.replayer.issue(sid, "step")
             decision = decide.step(recorded, sid, actor.facts.rerun_failed)
-            if type(decision) is decide.Replayed:
-                value = _codec.load(decision.data, rtype, lambda: _where(actor, sid))
+            if isinstance(decision, decide.Replayed):
+                value = _codec.load(decision.result, rtype, lambda: _where(actor, sid))
                 if compensate is not None:
                     self._compensate_later(sid, compensate, value)
                 return cast(T, value)

@@ -13,6 +13,7 @@ timer stays in the heap and is skipped when popped.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections.abc import Callable
 
@@ -24,6 +25,23 @@ from ._clock import Clock
 from ._latch import Done
 
 _Key = tuple[int, str, str]
+
+
+def _bursting(heap: list[_Key], now: int, n: int) -> bool:
+    """Whether at least ``n`` timers of ``heap`` are due at ``now``. The due ones form a
+    subtree at a heap's root: this walks it until ``n`` are found, so a pass with few due
+    timers pays for those few."""
+    if len(heap) < n:
+        return False
+    found, todo = 0, [0]
+    while todo:
+        i = todo.pop()
+        if i < len(heap) and heap[i][0] <= now:
+            found += 1
+            if found >= n:
+                return True
+            todo += (2 * i + 1, 2 * i + 2)
+    return False
 
 
 def _hop(deadline: float, now: float) -> float:
@@ -49,8 +67,10 @@ class Scheduler:
         on_timer: Callable[[int, str, str], None],
         *,
         batch: int = 1000,
+        freeze_gc: bool = True,
     ) -> None:
         self._store = store
+        self._freeze_gc = freeze_gc
         self._clock = clock
         self._on_timer = on_timer
         self._batch = batch
@@ -65,6 +85,8 @@ class Scheduler:
         #: since the scheduler fires in bounded batches until none is due, and releases
         #: it on the way out too.
         self.behind: Done | None = None
+        #: Whether the cyclic collector's objects are frozen for a burst (``_loop``).
+        self._frozen = False
         self.fired = 0
 
     def __len__(self) -> int:
@@ -97,6 +119,31 @@ class Scheduler:
             if self.behind is not None:  # never leave a woken execution waiting
                 self.behind.set()
                 self.behind = None
+            self._thaw()
+
+    def _freeze(self) -> None:
+        """Freeze what the cyclic collector tracks (``gc.freeze``) for a burst of due timers.
+
+        The young generations then still hold the objects of the executions armed before
+        the burst (about 90,000 for 10,000 executions armed together), and every woken
+        execution adds a few that live until the release; a collection that the burst's
+        allocations trigger traverses all of them, and a full one the whole heap: measured
+        on the timers benchmark, about 30 % of the burst, and 150-300 ms more when a full
+        collection lands in it. Frozen again before each batch, the collector sees only
+        what the last tick made. Objects that become cyclic garbage meanwhile are collected
+        after the thaw. Left alone if the collector is off, or if the host froze objects
+        itself (the thaw would release them too).
+        """
+        if self._frozen:
+            gc.freeze()
+        elif gc.isenabled() and not gc.get_freeze_count():
+            gc.freeze()
+            self._frozen = True
+
+    def _thaw(self) -> None:
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     async def _loop(self) -> None:
         heap = self._heap
@@ -104,6 +151,10 @@ class Scheduler:
         on_timer = self._on_timer
         while True:
             now = self._clock.now_ms()
+            if self._frozen or (
+                self._freeze_gc and self.behind is None and _bursting(heap, now, self._batch)
+            ):
+                self._freeze()
             fired = 0
             while heap and heap[0][0] <= now and fired < self._batch:
                 key = heapq.heappop(heap)
@@ -123,6 +174,7 @@ class Scheduler:
             if self.behind is not None:
                 self.behind.set()
                 self.behind = None
+            self._thaw()
             self._changed = trio.Event()
             deadline = self._clock.deadline(heap[0][0]) if heap else float("inf")
             with trio.move_on_at(_hop(deadline, trio.current_time())):

@@ -7,6 +7,7 @@ that moment, so a test can say exactly when each timer fired.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ import trio.testing
 
 from durably.runtime._clock import _SLACK_S, Clock
 from durably.runtime._latch import Done, refuse_abort
-from durably.runtime._scheduler import Scheduler, _hop
+from durably.runtime._scheduler import Scheduler, _bursting, _hop
 from durably.stores import AddTimer, MemoryStore, RemoveTimer, Timer
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -39,13 +40,16 @@ class Harness:
         batch: int = 1000,
         then: Callable[[int, str, str], None] | None = None,
         start: datetime = START,
+        freeze_gc: bool = True,
     ) -> None:
         self.store = store if store is not None else MemoryStore()
         self.clock = Clock(start)
         self.clock.bind()
         self.fires: list[Fire] = []
         self.then = then
-        self.scheduler = Scheduler(self.store, self.clock, self._on_timer, batch=batch)
+        self.scheduler = Scheduler(
+            self.store, self.clock, self._on_timer, batch=batch, freeze_gc=freeze_gc
+        )
 
     def _on_timer(self, due_ms: int, owner: str, timer_id: str) -> None:
         self.fires.append((self.clock.now_ms(), due_ms, owner, timer_id))
@@ -496,3 +500,81 @@ async def test_thousands_due_at_once_all_fire_once(autojump_clock: trio.testing.
     # ... and all resumed their durable work only once it had.
     assert len(resumed) == 5000
     assert set(resumed) == {5000}
+
+
+# --- the collector during a burst ---
+
+
+def test_bursting_counts_the_due_subtree_of_the_heap() -> None:
+    import heapq
+
+    heap: list[tuple[int, str, str]] = []
+    for i in range(50):
+        heapq.heappush(heap, (100 if i % 2 else 200, f"e{i}", "t"))
+    assert _bursting(heap, 100, 25)
+    assert not _bursting(heap, 100, 26)
+    assert _bursting(heap, 200, 50)
+    assert not _bursting(heap, 99, 1)
+    assert not _bursting(heap[:10], 200, 11)
+
+
+async def test_a_burst_freezes_the_collector_until_the_release(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    frozen_while_fired: list[bool] = []
+    h = Harness(batch=3, then=lambda *_: frozen_while_fired.append(gc.get_freeze_count() > 0))
+    for i in range(10):
+        h.scheduler.arm(at(1000, f"e{i}"))
+    h.scheduler.arm(at(5000, "late"))  # one due alone later: no burst, no freeze
+    assert gc.get_freeze_count() == 0
+    async with h.running():
+        await trio.sleep(10)
+        assert gc.get_freeze_count() == 0  # thawed once caught up
+    assert frozen_while_fired == [True] * 10 + [False]
+
+
+async def test_with_the_option_off_a_burst_never_touches_the_collector(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    frozen: list[bool] = []
+    h = Harness(batch=3, then=lambda *_: frozen.append(gc.get_freeze_count() > 0), freeze_gc=False)
+    for i in range(10):
+        h.scheduler.arm(at(1000, f"e{i}"))
+    async with h.running():
+        await trio.sleep(5)
+    assert frozen == [False] * 10
+
+
+async def test_a_burst_leaves_objects_the_host_froze_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gc.freeze()
+    try:
+        h = Harness(batch=3)
+        for i in range(10):
+            h.scheduler.arm(at(1000, f"e{i}"))
+        async with h.running():
+            await trio.sleep(5)
+        assert len(h.fires) == 10
+        assert gc.get_freeze_count() > 0  # not thawed by the scheduler
+    finally:
+        gc.unfreeze()
+
+
+async def test_a_scheduler_stopped_mid_burst_thaws_the_collector(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    stop: list[trio.CancelScope] = []
+
+    def then(due_ms: int, owner: str, timer_id: str) -> None:
+        if len(h.fires) == 4:
+            stop[0].cancel()
+
+    h = Harness(batch=2, then=then)
+    for i in range(6):
+        h.scheduler.arm(at(1000, f"e{i}"))
+    async with h.running() as scope:
+        stop.append(scope)
+        await trio.sleep(5)
+    assert len(h.fires) == 4
+    assert gc.get_freeze_count() == 0
