@@ -6,8 +6,12 @@ starts with the first face that enters and ends when the last one leaves. Rules:
 - Work crosses from asyncio to trio only through ``TrioToken.run_sync_soon`` (safe from
   any context) and back only through asyncio futures, resolved from trio's side of the
   same thread.
-- Cancelling the asyncio awaiter cancels the trio job (its own cancel scope); a job that
-  ends because the whole run is stopping fails its future with ``ConfigurationError``.
+- Calls cross in batches: those made in one asyncio iteration wait in ``_inbox`` and are
+  carried over by one ``run_sync_soon`` (one write to trio's wake-up socket), not one
+  each; in trio they run on reused worker tasks (``_jobs.py``).
+- Cancelling the asyncio awaiter cancels the trio job (its worker's cancel scope, and the
+  worker with it); a job that ends because the whole run is stopping fails its future
+  with ``ConfigurationError``.
 - The host owns signals: asyncio (or uvicorn) installs the SIGINT handler and the signal
   wake-up fd, so the guest is started with ``host_uses_signal_set_wakeup_fd=True`` and
   never turns Ctrl-C into a trio ``KeyboardInterrupt``; the host's own shutdown leaves
@@ -17,6 +21,7 @@ starts with the first face that enters and ends when the last one leaves. Rules:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -24,11 +29,15 @@ from typing import Any, TypeVar
 import trio
 
 from ..core._errors import ConfigurationError
-from ._steps import host_await
+from ..runtime._primitive import host_await
+from ._jobs import Call, Workers
+from ._steps import HostSteps
 
 R = TypeVar("R")
 
 _guests: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Guest] = weakref.WeakKeyDictionary()
+
+_STOPPED = "the durably guest run has stopped"
 
 
 class Guest:
@@ -41,6 +50,9 @@ class Guest:
         self._nursery: trio.Nursery | None = None
         self._stop: trio.Event | None = None
         self._done: asyncio.Future[None] = loop.create_future()
+        self._inbox: list[Call] = []
+        self._steps = HostSteps(loop)
+        self._workers = Workers()
 
     @classmethod
     async def acquire(cls, face: str) -> Guest:
@@ -68,6 +80,14 @@ class Guest:
 
     async def _start(self) -> None:
         started: asyncio.Future[None] = self.loop.create_future()
+        # Every task of the run copies the context the run starts in, so the host's step
+        # runner is set once, there, for every job and the actors it starts; in a copy,
+        # so that the asyncio code entering the first face does not see it.
+        contextvars.copy_context().run(self._start_run, started)
+        await started
+
+    def _start_run(self, started: asyncio.Future[None]) -> None:
+        host_await.set(self._steps)
         trio.lowlevel.start_guest_run(
             self._main,
             started,
@@ -76,19 +96,26 @@ class Guest:
             done_callback=self._finished,
             host_uses_signal_set_wakeup_fd=True,
         )
-        await started
 
     async def _main(self, started: asyncio.Future[None]) -> None:
-        self.token = trio.lowlevel.current_trio_token()
+        self.token = self._steps.token = trio.lowlevel.current_trio_token()
         self._stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            started.set_result(None)
-            await self._stop.wait()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                started.set_result(None)
+                await self._stop.wait()
+                self._workers.close()
+                nursery.cancel_scope.cancel()
+        finally:
+            # A batch still to come fails its calls instead of meeting a closed nursery.
+            self._nursery = None
 
     def _finished(self, result: Any) -> None:  # an outcome.Outcome
         self._nursery = None
+        # Every accepted drain has run by now; this only makes sure no awaiter is left.
+        self._fail(self._inbox)
+        self._inbox = []
         if self._done.done():
             return
         try:
@@ -98,61 +125,62 @@ class Guest:
         else:
             self._done.set_result(None)
 
-    def run(self, fn: Callable[..., Awaitable[R]], *args: Any, **kwargs: Any) -> asyncio.Future[R]:
-        """Run ``await fn(*args, **kwargs)`` in the guest; its future, for asyncio."""
-        future: asyncio.Future[R] = self.loop.create_future()
+    async def call(
+        self, fn: Callable[..., Awaitable[R]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> R:
+        """``await fn(*args, **kwargs)`` in the guest, awaited from asyncio."""
+        call = self.submit(fn, args, kwargs)
+        try:
+            result: R = await call.future
+        except asyncio.CancelledError:
+            self.cancel(call)
+            raise
+        return result
+
+    def submit(
+        self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Call:
+        """Queue a call for the guest; its future resolves when the job ends."""
+        call = Call(self.loop.create_future(), fn, args, kwargs)
         token = self.token
         if token is None or self._done.done():
-            future.set_exception(ConfigurationError("the durably guest run has stopped"))
-            return future
-
-        def spawn() -> None:
-            if self._nursery is None:
-                if not future.done():
-                    future.set_exception(ConfigurationError("the durably guest run has stopped"))
-                return
-            self._nursery.start_soon(self._job, future, fn, args, kwargs)
-
-        token.run_sync_soon(spawn)
-        return future
-
-    async def _job(
-        self,
-        future: asyncio.Future[Any],
-        fn: Callable[..., Awaitable[Any]],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        token = self.token
-        assert token is not None
-        # Jobs are spawned from a trio callback, not from a task of ours: each sets the
-        # host's step runner for itself and the actors it starts (they copy its context).
-        with trio.CancelScope() as scope, host_await(self.loop):
-
-            def cancelled(done: asyncio.Future[Any]) -> None:
-                if done.cancelled():
-                    try:
-                        token.run_sync_soon(scope.cancel)
-                    except trio.RunFinishedError:
-                        pass
-
-            future.add_done_callback(cancelled)
-            if future.done():  # cancelled before the job began
-                return
+            call.future.set_exception(ConfigurationError(_STOPPED))
+            return call
+        inbox = self._inbox
+        inbox.append(call)
+        if len(inbox) == 1:  # later calls of this iteration ride on the same crossing
             try:
-                result = await fn(*args, **kwargs)
-            except trio.Cancelled:
-                if not future.done():
-                    future.set_exception(
-                        ConfigurationError("the durably guest run stopped during this call")
-                    )
-                raise
-            except BaseException as exc:  # handed to the awaiter, whatever it is
-                if not future.done():
-                    future.set_exception(exc)
-                return
-            if not future.done():
-                future.set_result(result)
+                token.run_sync_soon(self._drain)
+            except trio.RunFinishedError:
+                self._fail(inbox)
+                inbox.clear()
+        return call
+
+    def cancel(self, call: Call) -> None:
+        """Cancel the call's job (from asyncio); a no-op once it has ended."""
+        future = call.future
+        if future.done() and not future.cancelled():
+            return
+        token = self.token
+        if token is not None:
+            try:
+                token.run_sync_soon(call.cancel)
+            except trio.RunFinishedError:
+                pass
+
+    def _drain(self) -> None:
+        calls, self._inbox = self._inbox, []
+        nursery = self._nursery
+        if nursery is None:
+            self._fail(calls)
+            return
+        self._workers.run(nursery, calls)
+
+    @staticmethod
+    def _fail(calls: list[Call]) -> None:
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(ConfigurationError(_STOPPED))
 
 
 def _running_loop(face: str) -> asyncio.AbstractEventLoop:

@@ -177,3 +177,109 @@ def test_ctrl_c_closes_the_engine_and_keeps_what_was_acknowledged(tmp_path: Path
             return [(await engine.get_execution(eid)).status.value for eid in started]
 
     assert trio.run(check) == ["sleeping"] * 5
+
+
+@durably.workflow("count")
+async def count(ctx: durably.Context, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += await ctx.step(f"s{i}", _add, i)
+    return total
+
+
+async def _add(i: int) -> int:
+    await asyncio.sleep(0)  # an asyncio body: many end in one loop iteration
+    return i + 1
+
+
+def test_many_calls_at_once_each_get_their_own_answer(tmp_path: Path) -> None:
+    """Calls made together cross to the guest together; each still answers alone, a
+    failing one with its own error type."""
+
+    async def main() -> tuple[list[int], list[BaseException]]:
+        async with durably.aio.Engine(tmp_path / "s", workflows=[count]) as engine:
+
+            async def one(n: int) -> int:
+                return int(await engine.wait(await engine.start(count, n)))
+
+            results = await asyncio.gather(*(one(n % 7) for n in range(300)))
+            errors = await asyncio.gather(
+                *(engine.wait(f"nope-{i}") for i in range(20)), return_exceptions=True
+            )
+            return results, list(errors)
+
+    results, errors = asyncio.run(main())
+    assert results == [sum(range(1, n % 7 + 1)) for n in range(300)]
+    assert all(type(e) is durably.UnknownExecutionError for e in errors)
+
+
+def test_cancelling_one_awaiter_among_many_cancels_only_its_call(tmp_path: Path) -> None:
+    async def main() -> tuple[list[str], str]:
+        async with durably.aio.Engine(tmp_path / "s", workflows=[greet]) as engine:
+            ids = [await engine.start(greet, f"p{i}") for i in range(10)]
+            for eid in ids:
+                await _until_waiting(engine, eid)
+            waits = [asyncio.ensure_future(engine.wait(eid)) for eid in ids]
+            await asyncio.sleep(0.05)  # every wait is running in the guest now
+            waits[3].cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waits[3]
+            for eid in ids:
+                await engine.signal(eid, "go", "ok")
+            done = [str(await w) for i, w in enumerate(waits) if i != 3]
+            # The worker whose call was cancelled has ended; the next calls still run.
+            return done, str(await engine.wait(ids[3]))
+
+    done, again = asyncio.run(main())
+    assert done == [f"hi p{i}, ok" for i in range(10) if i != 3]
+    assert again == "hi p3, ok"
+
+
+def test_awaiters_cancelled_at_any_point_of_the_crossing(tmp_path: Path) -> None:
+    """Before the batch crosses, before its job begins, while it runs: each cancel ends
+    that call alone, and the engine goes on answering."""
+
+    async def main() -> str:
+        async with durably.aio.Engine(tmp_path / "s", workflows=[greet]) as engine:
+            eid = await engine.start(greet, "dd")
+            await _until_waiting(engine, eid)
+            for turns in range(8):
+                waiter = asyncio.ensure_future(engine.wait(eid))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                waiter.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiter
+            await engine.signal(eid, "go", "late")
+            return str(await engine.wait(eid))
+
+    assert asyncio.run(main()) == "hi dd, late"
+
+
+def test_a_call_after_the_face_closed_is_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with durably.aio.Engine(tmp_path / "s", workflows=[greet]) as engine:
+            pass
+        await engine.get_execution("x")
+
+    with pytest.raises(durably.ConfigurationError, match="is not open"):
+        asyncio.run(main())
+
+
+def test_an_engine_cancelled_while_opening_releases_its_store(tmp_path: Path) -> None:
+    """Another face keeps the guest running: the cancelled one must still close its twin
+    (and the store's worker lock), not leave it open in the guest."""
+
+    async def main() -> None:
+        async with durably.aio.Engine(tmp_path / "a", workflows=[greet]):
+            opening = asyncio.ensure_future(
+                durably.aio.Engine(tmp_path / "b", workflows=[greet]).__aenter__()
+            )
+            await asyncio.sleep(0)  # its twin is being opened in the guest
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            async with durably.aio.Engine(tmp_path / "b", workflows=[greet]) as again:
+                assert await again.list_executions() == []
+
+    asyncio.run(main())

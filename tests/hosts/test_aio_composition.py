@@ -35,7 +35,10 @@ def test_gather_children_patches_and_continue_as_new_under_asyncio(tmp_path: Pat
     async def main() -> tuple[int, durably.Execution]:
         async with durably.aio.Engine(tmp_path / "s", workflows=[fan, kid]) as engine:
             eid = await engine.start(fan, 3)
+            assert await engine.read_published(eid, "round", wait=True) in (1, 2, 3)
             result = await engine.wait(eid, workflow=fan)
+            receipt = await engine.signal_with_start(fan, 1, "poke", None, idempotency_key="k")
+            assert receipt.delivery is not durably.SignalDelivery.REJECTED
             return result, await engine.get_execution(eid)
 
     result, execution = asyncio.run(main())
