@@ -122,6 +122,34 @@ async def test_a_busy_healthy_store_checks_clean(
     _clean(tmp_path / "s")
 
 
+async def test_a_store_left_mid_gather_with_children_and_new_runs_checks_clean(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    @durably.workflow("kid")
+    async def kid(ctx: durably.Context, n: int) -> int:
+        await ctx.wait_for_signal("go", step_id="go")
+        return n
+
+    @durably.workflow("fan")
+    async def fan(ctx: durably.Context, n: int) -> None:
+        if n < 3:
+            ctx.continue_as_new(n + 1)
+        await ctx.gather(
+            ctx.sleep(600, step_id="a"),
+            ctx.wait_for_signal("x", timeout=900, step_id="b"),
+            ctx.child(kid, 1, step_id="c"),
+        )
+
+    store = LmdbStore(tmp_path / "s", inline=True)
+    try:
+        async with durably.Engine(store, workflows=[fan, kid]) as engine:
+            await engine.start(fan, 0)
+            await trio.sleep(5)  # the gather's timers are in the index, the record running
+    finally:
+        store.close()
+    _clean(tmp_path / "s")
+
+
 # --- damage, written with the lmdb module, found by the command --------------------------
 
 
