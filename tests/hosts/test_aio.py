@@ -264,22 +264,3 @@ def test_a_call_after_the_face_closed_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(durably.ConfigurationError, match="is not open"):
         asyncio.run(main())
-
-
-def test_an_engine_cancelled_while_opening_releases_its_store(tmp_path: Path) -> None:
-    """Another face keeps the guest running: the cancelled one must still close its twin
-    (and the store's worker lock), not leave it open in the guest."""
-
-    async def main() -> None:
-        async with durably.aio.Engine(tmp_path / "a", workflows=[greet]):
-            opening = asyncio.ensure_future(
-                durably.aio.Engine(tmp_path / "b", workflows=[greet]).__aenter__()
-            )
-            await asyncio.sleep(0)  # its twin is being opened in the guest
-            opening.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await opening
-            async with durably.aio.Engine(tmp_path / "b", workflows=[greet]) as again:
-                assert await again.list_executions() == []
-
-    asyncio.run(main())
