@@ -479,15 +479,7 @@ class ExecutionActor(Recorder):
     async def finish(self, event: Event, *, ops: list[Op] | None = None, **changes: Any) -> None:
         """Record the execution's final ``event``: its status, result or error follow from
         it (``core/_status.py``), its timers leave the index, all in one commit."""
-        ops = list(ops or ())
-        if self.record_.timer is not None:
-            due, timer_id = self.record_.timer
-            timer = Timer(due, self.execution_id, timer_id)
-            ops.append(RemoveTimer(timer))
-            self.parts.scheduler.disarm(timer)
-        if self.timeout_timer is not None:
-            ops.append(RemoveTimer(self.timeout_timer))
-            self.parts.scheduler.disarm(self.timeout_timer)
+        ops = [*(ops or ()), *self._remove_own_timers()]
         fields = {**record_changes(event), **changes}
         if isinstance(event, ExecutionCompleted):
             fields["result"] = event.result
@@ -499,8 +491,7 @@ class ExecutionActor(Recorder):
             ops.append(
                 PutSignal(parent, child_signal(self.execution_id), _told(event), at=event.at)
             )
-        orphans = sorted(self.children) if self.children else []
-        why = {"reason": f"its parent {self.execution_id} ended ({status})", "by": "durably"}
+        orphans, why = self._orphans(f"its parent {self.execution_id} ended ({status})")
         ops.extend(PutSignal(child, CANCEL_SIGNAL, why, at=event.at) for child in orphans)
         with trio.CancelScope(shield=True):
             await self.append(event, None, ops, **fields)
@@ -534,11 +525,8 @@ class ExecutionActor(Recorder):
         if self._fired is not None:
             self._stage_fired()
         ops: list[Op] = [ResetLog(eid, [raw]), *self._staged_ops]
-        for timer in self._own_timers():
-            ops.append(RemoveTimer(timer))
-            self.parts.scheduler.disarm(timer)
-        orphans = sorted(self.children) if self.children else []
-        why = {"reason": f"its parent {eid} continued as new", "by": "durably"}
+        ops.extend(self._remove_own_timers())
+        orphans, why = self._orphans(f"its parent {eid} continued as new")
         ops.extend(PutSignal(child, CANCEL_SIGNAL, why, at=now) for child in orphans)
         record = attrs.evolve(
             self.record_,
@@ -565,13 +553,20 @@ class ExecutionActor(Recorder):
             self.host.spawn(child, cancel=(why["reason"], why["by"]))
         return True
 
-    def _own_timers(self) -> list[Timer]:
+    def _remove_own_timers(self) -> list[Op]:
+        """Disarm the run's pending timer and its timeout's; the ops removing them."""
         timers = []
         if self.record_.timer is not None:
             timers.append(Timer(self.record_.timer[0], self.execution_id, self.record_.timer[1]))
         if self.timeout_timer is not None:
             timers.append(self.timeout_timer)
-        return timers
+        for timer in timers:
+            self.parts.scheduler.disarm(timer)
+        return [RemoveTimer(timer) for timer in timers]
+
+    def _orphans(self, reason: str) -> tuple[list[str], dict[str, str]]:
+        """The open children the parent-close policy cancels, and the request's payload."""
+        return sorted(self.children or ()), {"reason": reason, "by": "durably"}
 
 
 def _told(event: Event) -> dict[str, Any]:
