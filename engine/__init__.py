@@ -12,6 +12,7 @@ from .core._errors import (
     ChildFailedError as ChildFailedError,
     ConfigurationError as ConfigurationError,
     CorruptRecordError as CorruptRecordError,
+    DuplicateEnqueueError as DuplicateEnqueueError,
     DuplicateStepError as DuplicateStepError,
     DurablyError as DurablyError,
     ExecutionCancelledError as ExecutionCancelledError,
@@ -30,12 +31,14 @@ from .core._errors import (
     StoreNotFoundError as StoreNotFoundError,
     StorePathError as StorePathError,
     UnknownExecutionError as UnknownExecutionError,
+    UnknownQueueError as UnknownQueueError,
     UnknownScheduleError as UnknownScheduleError,
     UnknownWorkflowError as UnknownWorkflowError,
     WaitTimeoutError as WaitTimeoutError,
     WorkflowTimeoutError as WorkflowTimeoutError,
 )
 from .core._flow import FlowNode as FlowNode, FlowShape as FlowShape
+from .core._queue import Queue as Queue, QueueStats as QueueStats
 from .core._retry import Retry as Retry
 from .core._schedule import (
     CatchUp as CatchUp,
@@ -85,6 +88,7 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "CorruptRecordError",
+    "DuplicateEnqueueError",
     "DuplicateStepError",
     "DurablyError",
     "Emission",
@@ -102,6 +106,8 @@ __all__ = [
     "OperatorError",
     "Overlap",
     "PayloadError",
+    "Queue",
+    "QueueStats",
     "Received",
     "RecoveryReport",
     "Result",
@@ -127,6 +133,7 @@ __all__ = [
     "Subscription",
     "TimedOut",
     "UnknownExecutionError",
+    "UnknownQueueError",
     "UnknownScheduleError",
     "UnknownWorkflowError",
     "WaitTimeoutError",

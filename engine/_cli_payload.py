@@ -91,7 +91,7 @@ def _label(param: click.Parameter | None) -> str:
         return "the JSON"
     if isinstance(param, click.Option):
         return param.opts[-1]
-    return (param.name or "json").upper()
+    return param.human_readable_name.strip("[].") or "JSON"  # its metavar, if it has one
 
 
 def _too_long(what: str, source: str) -> str:

@@ -27,6 +27,7 @@ from .core._audit import AuditEntry, audit_trail
 from .core._errors import ConfigurationError, DurablyError, OperatorError
 from .core._events import Event, decode_all
 from .core._flow import FlowShape
+from .core._queue import Queue, QueueStats
 from .core._records import OPERATOR_ACTIONS, SCHEDULE_CALLS
 from .core._workflow import WorkflowDefinition
 from .remote._listener import Listener
@@ -88,7 +89,9 @@ class Engine(Gateway):
     store (a full disk) are tried again (doubling up to a minute); ``freeze_gc_in_bursts``
     lets the scheduler ``gc.freeze()`` while a burst of 1,000 or more due timers fires,
     so the cyclic collector does not walk the woken executions mid-burst (off: the
-    collector is never touched; it is also left alone if the host froze objects itself).
+    collector is never touched; it is also left alone if the host froze objects itself);
+    ``queues`` declares the durable queues this worker admits for (``durably.Queue``:
+    ``enqueue`` on another name raises ``UnknownQueueError``).
     """
 
     # Its own starts run at once: their record says so from the start, no commit for it.
@@ -109,8 +112,10 @@ class Engine(Gateway):
         max_replay_seconds: float | None = 60.0,
         store_retry_seconds: float = 1.0,
         freeze_gc_in_bursts: bool = True,
+        queues: Iterable[Queue] = (),
     ) -> None:
         self._freeze_gc = freeze_gc_in_bursts
+        self._queues = _check_queues(queues)
         settings = Settings(
             max_live_executions=max_live_executions,
             implicit_step_ids=implicit_step_ids,
@@ -155,7 +160,7 @@ class Engine(Gateway):
         self._schedules = ScheduleManager(
             ScheduleHost(self._parts, self._start, lambda: self._closing)
         )
-        supervisor = Supervisor(self._parts, self._schedules.due)
+        supervisor = Supervisor(self._parts, self._schedules.due, self._queues)
         supervisor.bus = self._bus
         self._supervisor, self._scheduler = supervisor, scheduler
         store_path = getattr(self.store, "path", None)
@@ -172,6 +177,7 @@ class Engine(Gateway):
             await nursery.start(scheduler.run)
             await nursery.start(self._schedules.run)
             await nursery.start(supervisor.run)
+            await nursery.start(supervisor.queues.run)
             if self._listener is not None:
                 await nursery.start(self._listener.run)
             self.last_recovery = await self.recover()
@@ -224,6 +230,19 @@ class Engine(Gateway):
     def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:
         assert self._supervisor is not None
         self._supervisor.signalled(execution_id, waiting)
+
+    def _declared_queue(self, name: str) -> Queue:
+        assert self._supervisor is not None
+        return self._supervisor.queues.queue(name)
+
+    def _enqueued(self, record: ExecutionRecord) -> None:
+        assert self._supervisor is not None
+        if record.status == "queued":
+            self._supervisor.queues.offer(record)
+
+    def _queue_stats(self, name: str) -> QueueStats:
+        assert self._supervisor is not None
+        return self._supervisor.queues.stats(name)
 
     def _cancel_requested(
         self, execution_id: str, reason: str | None, by: str | None, *, durable: bool
@@ -363,3 +382,18 @@ class Engine(Gateway):
         if method in SCHEDULE_CALLS:
             return await getattr(self, method)(**args)
         raise ConfigurationError(f"unknown call {method!r}")
+
+
+def _check_queues(queues: Iterable[Queue]) -> tuple[Queue, ...]:
+    declared = tuple(queues)
+    names = [queue.name for queue in declared]
+    for queue in declared:
+        if not isinstance(queue, Queue):
+            raise ConfigurationError(f"queues takes durably.Queue declarations, not {queue!r}")
+        if queue.name.startswith("durably."):
+            raise ConfigurationError(
+                f"queue name {queue.name!r}: names starting 'durably.' are reserved"
+            )
+        if names.count(queue.name) > 1:
+            raise ConfigurationError(f"queue {queue.name!r} is declared twice")
+    return declared

@@ -52,8 +52,17 @@ _RECORD_FIELDS = tuple(a.name for a in ExecutionRecord.__attrs_attrs__)
 
 
 #: Fields written only when they differ from their default: most executions have no
-#: parent and one run, and every record write would otherwise carry them.
-_SPARSE = {"parent_id": None, "run": 1}
+#: parent, one run and no queue, and every record write would otherwise carry them.
+_SPARSE = {
+    "parent_id": None,
+    "run": 1,
+    "queue": None,
+    "priority": 0,
+    "partition": None,
+    "not_before": None,
+    "admitted_ms": None,
+    "dedup_id": None,
+}
 _DENSE = tuple(name for name in _RECORD_FIELDS if name not in _SPARSE)
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 from zlib import crc32
 
@@ -97,6 +97,9 @@ log = logging.getLogger("durably")
 #: The tables of clients' requests to the worker; a store opened read-only that was
 #: created before they existed has none of them (and nothing waiting in them).
 INBOX_TABLES = ("inbox", "calls", "replies")
+#: The queue tables (``_queues.py``); likewise missing from a store older than queues.
+QUEUE_TABLES = ("queues", "queue_dedup", "debounce", "admissions")
+OPTIONAL_TABLES = INBOX_TABLES + QUEUE_TABLES
 TABLES = (
     "executions",
     "events",
@@ -109,6 +112,7 @@ TABLES = (
     "schedules",
     "meta",
     *INBOX_TABLES,
+    *QUEUE_TABLES,
 )
 
 SCHEMA_VERSION = 1
@@ -529,7 +533,3 @@ def apply_op(txn: Txn, op: Op) -> Any:
         case ExpireReplies(before_ms=before_ms):
             return _expire_replies(txn, before_ms)
     raise TypeError(f"not a store op: {op!r}")
-
-
-def apply_ops(txn: Txn, ops: Sequence[Op]) -> list[Any]:
-    return [apply_op(txn, op) for op in ops]

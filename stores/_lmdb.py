@@ -38,7 +38,8 @@ from durably.core._errors import (
 )
 
 from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout
+from . import _layout, _queues
+from ._apply import apply_ops
 from ._flock import holder, try_lock
 
 log = logging.getLogger("durably")
@@ -251,9 +252,9 @@ class LmdbStore:
                     dbs[name] = env.open_db(name.encode(), create=not self.readonly)
                     break
                 except lmdb.NotFoundError:
-                    if not (self.readonly and name in _layout.INBOX_TABLES):
+                    if not (self.readonly and name in _layout.OPTIONAL_TABLES):
                         raise
-                    break  # a store from before the inbox, read only: nothing waits
+                    break  # a store from before the inbox or queues, read only: nothing there
                 except lmdb.MapFullError:
                     # Creating a table writes too: a tiny map can fill at creation.
                     env.set_mapsize(env.info()["map_size"] * 2)
@@ -280,7 +281,7 @@ class LmdbStore:
         while True:
             try:
                 with self._env.begin(write=True) as txn:
-                    return _layout.apply_ops(_LmdbTxn(txn, self._dbs), ops)
+                    return apply_ops(_LmdbTxn(txn, self._dbs), ops)
             except lmdb.MapFullError:
                 with self._resize_lock:
                     self._grow()
@@ -424,6 +425,18 @@ class LmdbStore:
     def get_meta(self, name: str) -> Any | None:
         with self._read(None, f"reading meta entry {name!r}") as txn:
             return _layout.get_value(_LmdbTxn(txn, self._dbs), "meta", name)
+
+    def list_queues(self) -> list[tuple[str, Any]]:
+        if "queues" not in self._dbs:
+            return []  # read-only, over a store older than queues
+        with self._read(None, "listing queues") as txn:
+            return _layout.list_values(_LmdbTxn(txn, self._dbs), "queues")
+
+    def admissions(self, queue: str) -> list[tuple[int, str]]:
+        if "admissions" not in self._dbs:
+            return []
+        with self._read(None, f"reading the admissions of queue {queue!r}") as txn:
+            return _queues.admissions(_LmdbTxn(txn, self._dbs), queue)
 
     def inbox_waiting(self) -> bool:
         if "inbox" not in self._dbs:

@@ -13,7 +13,8 @@ from typing import Any
 from durably.core._errors import StoreClosedError
 
 from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout
+from . import _layout, _queues
+from ._apply import apply_ops
 
 
 class _Table:
@@ -113,7 +114,7 @@ class MemoryStore:
     def apply(self, ops: Sequence[Op]) -> list[Any]:
         txn = self._txn(write=True)
         try:
-            return _layout.apply_ops(txn, ops)
+            return apply_ops(txn, ops)
         except BaseException:
             txn.rollback()
             raise
@@ -151,6 +152,12 @@ class MemoryStore:
 
     def get_meta(self, name: str) -> Any | None:
         return _layout.get_value(self._txn(), "meta", name)
+
+    def list_queues(self) -> list[tuple[str, Any]]:
+        return _layout.list_values(self._txn(), "queues")
+
+    def admissions(self, queue: str) -> list[tuple[int, str]]:
+        return _queues.admissions(self._txn(), queue)
 
     def inbox_waiting(self) -> bool:
         self._txn()  # refuses a closed store

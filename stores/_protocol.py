@@ -81,6 +81,15 @@ class Store(Protocol):
         """A store-wide value, such as the layout's ``schema`` version."""
         ...
 
+    def list_queues(self) -> list[tuple[str, Any]]:
+        """Every queue a worker declared, as ``(name, declaration)``, by name."""
+        ...
+
+    def admissions(self, queue: str) -> list[tuple[int, str]]:
+        """The queue's recent admissions as ``(at_ms, execution_id)``, oldest first (the
+        rate window and the stats minute; older ones are removed as they expire)."""
+        ...
+
     def inbox_waiting(self) -> bool:
         """Whether a client's write waits in the inbox for the worker (``Notify``,
         ``PutCall``). The worker asks every ``poll_interval`` from a thread of its own,

@@ -41,7 +41,7 @@ from ._lmdb import LmdbStore
 _U32 = struct.Struct(">I")
 _SCHEDULE = "schedule:"
 #: Tables this module knows nothing of beyond their frames (the worker's inbox).
-_FRAMED = ("calls", "replies")
+_FRAMED = ("calls", "replies", "queues")
 
 
 @attrs.frozen

@@ -14,12 +14,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCENARIOS = {
     "sequential",
     "concurrent",
     "fanout",
+    "queue",
+    "queue_admit_p50",
+    "queue_admit_p99",
+    "queue_rate",
+    "queue_rate_max",
     "starts",
     "signal_p50",
     "signal_p99",
@@ -34,6 +41,8 @@ SCENARIOS = {
     "concurrent_aio",
     "signal_aio",
 }
+#: Figures reported beside their baseline without a target: their ``met`` is ``None``.
+UNTARGETED = {"queue_admit_p50", "queue_admit_p99"}
 
 
 def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
@@ -65,7 +74,10 @@ def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
             assert math.isfinite(figures[key]) and figures[key] > 0, (name, key)
         assert figures["min"] <= figures["median"] <= figures["max"], name
         assert figures["baseline"]["median"] > 0, name
-        assert isinstance(figures["met"], bool), name
+        if name in UNTARGETED:
+            assert figures["met"] is None and figures["target"] == "none (reported)", name
+        else:
+            assert isinstance(figures["met"], bool), name
     machine = report["machine"]
     assert machine["cores"] >= 1 and machine["python"] and machine["packages"]["durably"]
     assert "peers" in report
@@ -102,3 +114,57 @@ def test_only_runs_one_scenario(tmp_path: Path) -> None:
     report = json.loads(report_path.read_text())
     assert set(report["scenarios"]) == {"replay"}
     assert report["peers"] == {}
+
+
+def test_queue_scenario_reports_its_figures_and_keeps_the_limits(tmp_path: Path) -> None:
+    """The queue scenario alone at a tiny size: its five figures, and what the queue
+    promises whatever the speed (never more running than its concurrency, never more
+    admissions in a window than its rate limit, every execution admitted)."""
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--scale",
+            "0.1",
+            "--only",
+            "queue",
+            "--dir",
+            str(tmp_path),
+            "--output",
+            str(report_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {n for n in SCENARIOS if n.startswith("queue")}
+    assert report["sizes"]["queue"] == 200 and report["sizes"]["queue_rate"] == 50
+    run = scenarios["queue"]["extra"]["runs"][0]
+    assert run["queued_peak_running"] <= 100 and run["unqueued_peak_running"] <= 100
+    assert run["queued_steps_per_s"] == pytest.approx(3 * scenarios["queue"]["median"])
+    rate = scenarios["queue_rate_max"]
+    assert rate["baseline"]["median"] == 50
+    assert 0 < rate["median"] <= 50 and rate["met"] is True
+    assert rate["extra"]["runs"][0]["admitted"] == rate["extra"]["executions"] == 250
+    for p in ("p50", "p99"):
+        handover = scenarios[f"queue_admit_{p}"]
+        assert handover["median"] > 0 and handover["baseline"]["median"] > 0, p
+    # A figure without a target prints "-" where the others print yes or no.
+    table = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--markdown", str(report_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()}
+    assert rows["queue_admit_p99"].endswith("| none (reported) | - |")
+    assert rows["queue_rate_max"].endswith("| <= 1 x limit | yes |")

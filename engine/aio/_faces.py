@@ -149,6 +149,9 @@ class _Face(Generic[F]):
     remove_schedule = _bridged(Gateway.remove_schedule)
     get_schedule = _bridged(Gateway.get_schedule)
     list_schedules = _bridged(Gateway.list_schedules)
+    enqueue = _bridged(Gateway.enqueue)
+    debounce = _bridged(Gateway.debounce)
+    queue_stats = _bridged(Gateway.queue_stats)
 
 
 class Engine(_Face[TrioEngine]):

@@ -26,6 +26,7 @@ from ._events import (
     CompensationCompleted,
     CompensationFailed,
     Emitted,
+    Enqueued,
     Event,
     ExecutionCancelled,
     ExecutionFailed,
@@ -207,6 +208,9 @@ def _composed_entries(event: Event) -> list[tuple[str, dict[str, Any]]]:
             return [("patched", {"patch": event.patch})]
         case Published():
             return [("published", {"key": event.key, "value": event.value})]
+        case Enqueued():
+            data = {"execution_id": event.execution_id, "queue": event.queue}
+            return [("enqueued", {**data, "duplicate_of": event.duplicate_of})]
     return []
 
 

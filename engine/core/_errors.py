@@ -258,3 +258,28 @@ class UnknownScheduleError(DurablyError, LookupError):
             "(engine.schedule and engine.ensure_schedule return it; "
             "an execution id is not a schedule id)"
         )
+
+
+class DuplicateEnqueueError(DurablyError):
+    """An enqueue whose ``dedup_id`` a queued or running execution of that queue holds."""
+
+    def __init__(self, queue: str, dedup_id: str, existing: str) -> None:
+        self.queue = queue
+        self.dedup_id = dedup_id
+        self.existing = existing
+        super().__init__(
+            f"queue {queue!r} already holds dedup_id {dedup_id!r}: execution {existing} "
+            "is queued or running with it; wait for it (engine.wait) or use another "
+            "dedup_id (it is free again once that execution ends)"
+        )
+
+
+class UnknownQueueError(DurablyError, LookupError):
+    """A queue this engine does not declare."""
+
+    def __init__(self, name: str, declared: list[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"no queue {name!r} is declared on this engine (declared: {declared or 'none'}); "
+            "pass it in Engine(..., queues=[durably.Queue(name, ...)])"
+        )

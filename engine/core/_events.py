@@ -297,6 +297,19 @@ class Published(Event):
 
 
 @attrs.frozen
+class Enqueued(Event):
+    """``ctx.enqueue``: an execution was queued, in the same transaction as this event;
+    or, with ``duplicate_of``, the queue refused it for its dedup id (nothing queued)."""
+
+    tag = "enqueued"
+    command = "enqueue"
+    step_id: str
+    execution_id: str
+    queue: str
+    duplicate_of: str | None = None
+
+
+@attrs.frozen
 class ExecutionCompleted(Event):
     tag = "completed"
     result: Any
@@ -358,6 +371,7 @@ def _register() -> None:
         GatherEnded,
         PatchMarked,
         Published,
+        Enqueued,
         ExecutionCompleted,
         ExecutionFailed,
         ExecutionCancelled,

@@ -20,7 +20,7 @@ import attrs
 
 #: Status values of an execution as the store keeps them. The engine's ``durably.Status``
 #: enum uses exactly these strings.
-ACTIVE_STATUSES = ("pending", "running", "sleeping", "waiting", "retrying")
+ACTIVE_STATUSES = ("queued", "pending", "running", "sleeping", "waiting", "retrying")
 TERMINAL_STATUSES = ("completed", "failed", "compensation_failed", "cancelled")
 ALL_STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
 
@@ -92,6 +92,18 @@ class ExecutionRecord:
     parent_id: str | None = None
     #: How many runs the execution has had (``ctx.continue_as_new`` starts the next).
     run: int = 1
+    #: The queue the execution was enqueued on (``engine.enqueue``), if any.
+    queue: str | None = None
+    #: Its priority in the queue (lower first, if the queue orders by priority).
+    priority: int = 0
+    #: Its partition key in the queue (``partition_concurrency``), if any.
+    partition: str | None = None
+    #: While queued: the earliest it may be admitted (a delay, a debounce), epoch ms.
+    not_before: int | None = None
+    #: When its queue admitted it, epoch ms.
+    admitted_ms: int | None = None
+    #: Its dedup id in the queue, if any.
+    dedup_id: str | None = None
 
 
 def quarantined_record(execution_id: str, error: Exception) -> ExecutionRecord:
@@ -383,8 +395,100 @@ class ExpireReplies:
     before_ms: int
 
 
+# --- queues -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Enqueue:
+    """Create ``create``'s execution (its record in status ``queued``), unless its
+    idempotency key is taken (the owner is the result), or its queue has its
+    ``dedup_id`` held by an execution that has not ended (nothing is created).
+
+    Result: an ``EnqueueResult``.
+    """
+
+    create: CreateExecution
+
+
+@attrs.frozen
+class EnqueueResult:
+    #: The execution created, or the one that owns the idempotency key.
+    execution_id: str
+    #: The execution that holds the dedup id (nothing was created), if refused.
+    duplicate_of: str | None = None
+
+
+@attrs.frozen
+class Debounce:
+    """A debounced start: if ``(workflow, key)`` names an execution still queued, give it
+    this input and ``create``'s due time (capped at its creation plus ``max_wait_ms``),
+    its log replaced by ``create``'s first event; otherwise create ``create``'s execution
+    and let the key name it. Result: a ``DebounceResult``.
+    """
+
+    create: CreateExecution
+    key: str
+    max_wait_ms: int | None = None
+    #: With an inbox entry for the execution it names (a client's debounce).
+    notify: bool = False
+
+
+@attrs.frozen
+class DebounceResult:
+    execution_id: str
+    created: bool
+    #: The record as this op left it.
+    record: ExecutionRecord
+
+
+@attrs.frozen
+class Admit:
+    """Admit a queued execution at ``at_ms``: if its record is still ``queued`` and due,
+    it turns ``running`` (with ``admitted_ms``) and the admission joins its queue's log of
+    recent admissions, which rate limits are counted from after a restart.
+
+    Result: an ``AdmitResult``.
+    """
+
+    execution_id: str
+    at_ms: int
+
+
+@attrs.frozen
+class AdmitResult:
+    #: The admitted record, if admitted.
+    admitted: ExecutionRecord | None = None
+    #: The record, still queued but due later (a debounce moved it), if so; neither
+    #: field set: it left the queue (cancelled, or gone).
+    later: ExecutionRecord | None = None
+    #: The admitted execution's log (encoded events), read in the admitting transaction:
+    #: its actor starts from them without reading the store again.
+    events: list[bytes] = attrs.field(factory=list, eq=False)
+
+
+@attrs.frozen
+class ForgetAdmissions:
+    """Remove admissions older than any window needs from the queue's log."""
+
+    queue: str
+    entries: list[tuple[int, str]]
+
+
+@attrs.frozen
+class PutQueue:
+    """A worker's declaration of a queue (JSON-shaped), for clients and the CLI to read."""
+
+    name: str
+    data: Any
+
+
 Op = (
     CreateExecution
+    | Enqueue
+    | Debounce
+    | Admit
+    | ForgetAdmissions
+    | PutQueue
     | SignalWithStart
     | ResetLog
     | Append

@@ -17,6 +17,7 @@ from ._events import (
     CompensationCompleted,
     CompensationFailed,
     Emitted,
+    Enqueued,
     Event,
     GatherEnded,
     GatherStarted,
@@ -188,6 +189,10 @@ def _view(step_id: str, group: list[Event]) -> StepView:
             result = last.patch
         case Published():
             result = {"key": last.key, "value": last.value}
+        case Enqueued():
+            result = {"execution_id": last.execution_id, "queue": last.queue}
+            if last.duplicate_of is not None:
+                status, error = "failed", {"type": "durably.DuplicateEnqueueError"}
     return StepView(
         step_id=step_id,
         kind=kind,

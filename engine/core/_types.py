@@ -17,10 +17,12 @@ T = TypeVar("T")
 class Status(enum.StrEnum):
     """Where an execution is. The last four are terminal.
 
+    ``QUEUED`` waits for its queue to admit it (``engine.enqueue``, ``engine.debounce``);
     ``SLEEPING``, ``WAITING`` and ``RETRYING`` wait on a durable timer or a signal;
     ``COMPENSATION_FAILED`` means a rollback step failed after the execution failed.
     """
 
+    QUEUED = "queued"
     PENDING = "pending"
     RUNNING = "running"
     SLEEPING = "sleeping"

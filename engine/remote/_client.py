@@ -24,6 +24,7 @@ from ..core._audit import AuditEntry, audit_trail
 from ..core._calls import check_call
 from ..core._errors import ConfigurationError
 from ..core._events import Event, decode_all
+from ..core._queue import Queue
 from ..core._records import OPERATOR_ACTIONS
 from ..core._workflow import WorkflowDefinition
 from ..runtime._clock import Clock
@@ -135,6 +136,15 @@ class Client(Gateway):
     _notifies_worker = True
 
     def _started(self, record: ExecutionRecord, first: Event) -> None:
+        self._channel.hint({"op": "wake", "eid": record.id})
+
+    def _declared_queue(self, name: str) -> Queue | None:
+        for stored, data in self.store.list_queues():
+            if stored == name:
+                return Queue.from_data(name, data)
+        return None  # no worker has declared it yet: it waits for one that does
+
+    def _enqueued(self, record: ExecutionRecord) -> None:
         self._channel.hint({"op": "wake", "eid": record.id})
 
     def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:

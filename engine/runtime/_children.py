@@ -24,13 +24,29 @@ import attrs
 from durably.stores import CreateExecution, ExecutionRecord, TakeSignal
 
 from ..core import _codec
-from ..core._errors import ChildFailedError, ExecutionCancelledError, PayloadError
-from ..core._events import ChildEnded, ChildStarted, ChildWaiting, ExecutionStarted, encode
-from ..core._records import child_signal
+from ..core._errors import (
+    ChildFailedError,
+    DuplicateEnqueueError,
+    DurablyError,
+    ExecutionCancelledError,
+    PayloadError,
+)
+from ..core._events import (
+    ChildEnded,
+    ChildStarted,
+    ChildWaiting,
+    Enqueued,
+    ExecutionStarted,
+    encode,
+)
+from ..core._history import due_after
+from ..core._queue import Queue
+from ..core._records import Enqueue, child_signal
 from ..core._status import Wait
 from ..core._workflow import WorkflowDefinition
+from ._enqueue import QueueArgs, queued_record
 from ._ports import first_signal, new_execution_id
-from ._primitive import ContextBase
+from ._primitive import ContextBase, _EngineFailure
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
@@ -160,6 +176,84 @@ class Children(ContextBase):
         ``start_child`` and ``ChildHandle.result``)."""
         handle = await self.start_child(workflow, input, step_id=step_id, detached=detached)
         return await handle.result()
+
+    async def enqueue(
+        self,
+        queue: Queue | str,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any = None,
+        *,
+        priority: int = 0,
+        dedup_id: str | None = None,
+        partition: str | None = None,
+        delay: float | None = None,
+        step_id: str | None = None,
+    ) -> str:
+        """Queue an execution on one of the engine's queues, once; its id.
+
+        Not a child: it runs when its queue admits it, and outlives this execution. A
+        ``dedup_id`` held by a queued or running execution raises
+        ``DuplicateEnqueueError`` (recorded: a replay raises it again).
+        """
+        sid = self._step_id(step_id, "enqueue", True)
+        self._enter()
+        try:
+            actor = self._actor
+            name = queue.name if isinstance(queue, Queue) else queue
+            recorded = actor.replayer.issue(sid, "enqueue")
+            if recorded is None:
+                declared = actor.queues.queue(name)
+                args = QueueArgs(name, declared, priority, dedup_id, partition)
+                recorded = [await self._enqueue_once(sid, args, workflow, input, delay)]
+            event = recorded[0]
+            assert isinstance(event, Enqueued)
+            if event.duplicate_of is not None:
+                raise DuplicateEnqueueError(event.queue, dedup_id or "", event.duplicate_of)
+            return event.execution_id
+        finally:
+            self._leave()
+
+    async def _enqueue_once(
+        self,
+        sid: str,
+        args: QueueArgs,
+        workflow: WorkflowDefinition[Any, Any] | str,
+        input: Any,
+        delay: float | None,
+    ) -> Enqueued:
+        # Two commits: the enqueue, keyed by this step (so a replay after a crash
+        # between them finds the same execution), then the event saying what it did.
+        actor = self._actor
+        now = actor.parts.clock.now_ms()
+        key = f"durably.enqueue:{actor.execution_id}:{sid}"
+        record, raw = queued_record(actor.parts.registry, now, args, workflow, input, key)
+        if delay:
+            record = attrs.evolve(record, not_before=due_after(now, delay))
+        limit = actor.parts.settings.max_payload_bytes
+        if len(raw) > limit:
+            raise PayloadError(
+                f"the input of enqueue {sid!r} of execution {actor.execution_id} is "
+                f"{len(raw)} bytes encoded, over max_payload_bytes ({limit}); keep large "
+                "data outside the log and pass a reference"
+            )
+        try:
+            result = (
+                await actor.parts.committer.commit([Enqueue(CreateExecution(record, [raw]))])
+            )[0]
+        except DurablyError as exc:
+            raise _EngineFailure(exc) from exc
+        assert args.name is not None
+        event = Enqueued(
+            at=now,
+            step_id=sid,
+            execution_id=result.execution_id,
+            queue=args.name,
+            duplicate_of=result.duplicate_of,
+        )
+        await actor.append(event, sid)
+        if result.duplicate_of is None and result.execution_id == record.id:
+            actor.queues.offer(record)
+        return event
 
     async def _child_outcome(self, handle: ChildHandle[Any]) -> Any:
         actor = self._actor

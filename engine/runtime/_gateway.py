@@ -54,6 +54,7 @@ from ..core._types import (
 from ..core._workflow import WorkflowDefinition
 from ._clock import Clock
 from ._commit import Committer
+from ._enqueue import Enqueuing
 from ._exchange import Exchange, _check_id, receipt_of
 from ._ports import Registry, Settings, new_execution_id
 from ._schedules import ScheduleManager
@@ -64,7 +65,7 @@ O = TypeVar("O")  # noqa: E741
 _UNSET: Any = object()
 
 
-class Gateway(Exchange):
+class Gateway(Exchange, Enqueuing):
     """Start, signal, cancel, wait and read; the schedule calls. See the module's rules."""
 
     store: Store

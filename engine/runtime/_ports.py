@@ -26,6 +26,7 @@ from durably.stores import ExecutionRecord, MailboxEntry, Op, Store, Timer
 from ..core._errors import ConfigurationError, CorruptRecordError, UnknownWorkflowError
 from ..core._events import Event
 from ..core._history import HistoryFacts
+from ..core._queue import Queue
 from ..core._replay import Replayer
 from ..core._workflow import WorkflowDefinition
 
@@ -35,9 +36,24 @@ if TYPE_CHECKING:
     from ._scheduler import Scheduler
 
 
+_last_id = [0, 0]
+
+
 def new_execution_id() -> str:
-    """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(10)}"
+    """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits.
+
+    Within a process the ids also sort in the order they were made (the random part
+    counts up within one millisecond, or if the wall clock steps back): a queue's
+    arrival order survives a restart, which rebuilds it from ids.
+    """
+    ms = int(time.time() * 1000)
+    last = _last_id
+    if ms <= last[0]:
+        ms, tail = last[0], last[1] + 1
+    else:
+        tail = secrets.randbits(79)  # room to count up without carrying into the time
+    last[0], last[1] = ms, tail
+    return f"{ms:012x}{tail:020x}"
 
 
 @attrs.frozen
@@ -136,8 +152,19 @@ def first_signal(store: Store, execution_id: str, name: str) -> MailboxEntry | N
     return None
 
 
+class QueuePort(Protocol):
+    """What a workflow's ``ctx.enqueue`` needs of the queue manager."""
+
+    def queue(self, name: str) -> Queue: ...
+
+    def offer(self, record: ExecutionRecord) -> None: ...
+
+
 class ActorHost(Protocol):
     """What an execution actor needs of its supervisor."""
+
+    @property
+    def queues(self) -> QueuePort: ...
 
     parts: Parts
     idle: dict[str, Any]
@@ -196,6 +223,9 @@ class ExecutionPort(Protocol):
 
     @property
     def parts(self) -> Parts: ...
+
+    @property
+    def queues(self) -> QueuePort: ...
 
     async def settle(self) -> None: ...
 

@@ -34,7 +34,7 @@ from ._latch import refuse_abort
 from ._primitive import _EngineFailure as _EngineFailure
 
 if TYPE_CHECKING:
-    from ._ports import ActorHost, LogWriter, Parts
+    from ._ports import ActorHost, LogWriter, Parts, QueuePort
     from ._solo import Turn
 
 log = logging.getLogger("durably")
@@ -92,6 +92,10 @@ class Recorder:
     @property
     def record(self) -> ExecutionRecord:
         return self.record_
+
+    @property
+    def queues(self) -> QueuePort:
+        return self.host.queues
 
     # --- recording ---
 

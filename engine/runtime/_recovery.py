@@ -34,6 +34,7 @@ from ..core._history import TIMEOUT_TIMER
 from ..core._records import CANCEL_SIGNAL, cancel_args
 from ..core._status import TERMINAL
 from ._ports import Parts
+from ._queues import QueueManager
 
 log = logging.getLogger("durably")
 
@@ -57,6 +58,8 @@ class RecoveryReport:
     quarantined: list[str] = attrs.field(factory=list)
     """Executions quarantined because the store disagreed with their record (a damaged
     timer key, an unreadable mailbox): failed, with the reason; the rest run."""
+    queued: int = 0
+    """Executions waiting for their queue, handed back to it."""
 
 
 class RecoveryHost(Protocol):
@@ -73,6 +76,9 @@ class RecoveryHost(Protocol):
 
     def quarantine_soon(self, record: ExecutionRecord, why: str) -> None: ...
 
+    @property
+    def queues(self) -> QueueManager: ...
+
 
 class Recovery:
     """One run of recovery (``run``), with what it counts on the way."""
@@ -80,7 +86,7 @@ class Recovery:
     def __init__(self, host: RecoveryHost) -> None:
         self.host = host
         self.store = host.parts.store
-        self.resumed = self.parked = self.woken = 0
+        self.resumed = self.parked = self.woken = self.queued = 0
         self.unknown: set[str] = set()
         self.quarantined: list[str] = []
         self.backstops: list[Timer] = []
@@ -115,6 +121,7 @@ class Recovery:
             sorted(self.unknown),
             len(loaded),
             self.quarantined,
+            self.queued,
         )
 
     def _pages(self, status: str | None) -> Iterator[ExecutionRecord]:
@@ -154,6 +161,9 @@ class Recovery:
             cancel = next(e for e in mail if e.signal == CANCEL_SIGNAL)
             self.resumed += 1
             host.spawn(eid, cancel=cancel_args(cancel.payload))
+        elif record.status == "queued":
+            self.queued += 1
+            host.queues.offer(record)
         elif record.status in ("pending", "running"):
             self.resumed += 1
             host.spawn(eid)
@@ -164,6 +174,8 @@ class Recovery:
             self._quarantine(record, why)
         else:
             self.parked += 1
+            if record.queue is not None:
+                host.queues.admitted_before(record)  # it holds its place while it waits
             if definition.timeout is not None:
                 self._check_timeout(record, definition.timeout)
 

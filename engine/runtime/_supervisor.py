@@ -28,11 +28,13 @@ import trio
 from durably.stores import ExecutionRecord, PutExecution, Timer
 
 from ..core._errors import CorruptRecordError, DurablyError
-from ..core._events import Event, ExecutionFailed
+from ..core._events import Event, ExecutionFailed, decode_all
+from ..core._queue import Queue
 from ..core._status import TERMINAL
 from ._actor import ExecutionActor
 from ._bus import Bus
 from ._ports import Parts, first_signal
+from ._queues import QueueManager
 from ._recovery import Recovery, RecoveryReport as RecoveryReport
 from ._solo import SoloGate
 
@@ -44,7 +46,12 @@ Cancel = tuple[str | None, str | None]
 class Supervisor:
     """Spawns, admits, parks, recovers and dead-letters the executions of one engine."""
 
-    def __init__(self, parts: Parts, on_schedule_timer: Callable[[Timer], None]) -> None:
+    def __init__(
+        self,
+        parts: Parts,
+        on_schedule_timer: Callable[[Timer], None],
+        queues: Sequence[Queue] = (),
+    ) -> None:
         self.parts = parts
         self._on_schedule_timer = on_schedule_timer
         self.live: dict[str, ExecutionActor] = {}
@@ -67,6 +74,8 @@ class Supervisor:
         self._done = trio.Event()
         #: Told when an execution finishes (the wake-up channel answers its watchers).
         self.on_finished: Callable[[str], None] | None = None
+        self.queues = QueueManager(parts, queues)
+        self.queues.launch = self.admitted
 
     # --- lifecycle ---
 
@@ -100,7 +109,9 @@ class Supervisor:
     def recover(self) -> RecoveryReport:
         """Resume every unfinished execution: run the running, arm the waiting, and
         quarantine those the store's indexes disagree with (``_recovery.py``)."""
-        return Recovery(self).run()
+        report = Recovery(self).run()
+        self.queues.recovered()
+        return report
 
     def quarantine_soon(
         self,
@@ -144,6 +155,18 @@ class Supervisor:
         """An execution this engine just created: run it without reading it back."""
         self._replayed_here.add(record.id)
         self.spawn(record.id, fresh=(record, [first]))
+
+    def admitted(self, record: ExecutionRecord, raw_events: list[bytes]) -> None:
+        """Its queue admitted the execution (the admission is durable): run it from the
+        record and log the admission read; like a fresh start, its first run needs no
+        recovery count."""
+        self._replayed_here.add(record.id)
+        try:
+            fresh = (record, decode_all(raw_events, record.id))
+        except CorruptRecordError:
+            self.spawn(record.id)  # its actor reads the log again, and quarantines it
+            return
+        self.spawn(record.id, fresh=fresh)
 
     def spawn(
         self,
@@ -208,6 +231,11 @@ class Supervisor:
                 return
         if record is None or record.status in TERMINAL:
             return
+        if record.status == "queued" and cancel is None:
+            self.queues.offer(record)  # its queue admits it (a cancel needs no admission)
+            return
+        if record.queue is not None:
+            self.queues.admitted_before(record)
         definition = self.parts.registry.get(record.workflow)
         if definition is None:
             log.warning("execution %s: workflow %r is not registered", record.id, record.workflow)
@@ -310,6 +338,7 @@ class Supervisor:
 
     def finished(self, execution_id: str, status: str) -> None:
         self._replayed_here.discard(execution_id)
+        self.queues.ended(execution_id)
         event = self._finished.pop(execution_id, None)
         if event is not None:
             event.set()

@@ -176,6 +176,9 @@ class Client:
     remove_schedule = _blocking(Gateway.remove_schedule)
     get_schedule = _blocking(Gateway.get_schedule)
     list_schedules = _blocking(Gateway.list_schedules)
+    enqueue = _blocking(Gateway.enqueue)
+    debounce = _blocking(Gateway.debounce)
+    queue_stats = _blocking(Gateway.queue_stats)
 
     def operate(self, action: str, execution_id: str, **kwargs: Any) -> None:
         """Run an operator action (``retry``, ``cancel``, ``force_fail``, ...) by name."""

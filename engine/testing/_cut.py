@@ -86,6 +86,12 @@ class _CutStore:
     def get_meta(self, name: str) -> Any | None:
         return self.inner.get_meta(name)
 
+    def list_queues(self) -> list[tuple[str, Any]]:
+        return self.inner.list_queues()
+
+    def admissions(self, queue: str) -> list[tuple[int, str]]:
+        return self.inner.admissions(queue)
+
     def inbox_waiting(self) -> bool:
         return self.inner.inbox_waiting()
 

@@ -15,6 +15,7 @@ from durably.stores import MemoryStore
 
 from .. import _engine
 from ..core._errors import ConfigurationError
+from ..core._queue import Queue
 from ..core._types import from_ms
 from ..core._workflow import WorkflowDefinition
 from ..runtime._clock import Clock
@@ -41,6 +42,7 @@ async def _check(
     seed: int,
     before_run: Callable[[], Any] | None,
     boundaries: Iterable[int] | None,
+    queues: Sequence[Queue] = (),
 ) -> ReplayReport:
     if not isinstance(workflow, WorkflowDefinition):
         raise ConfigurationError(
@@ -60,6 +62,7 @@ async def _check(
             deliveries,
             resume_with=resume,
             workflows=workflows,
+            queues=queues,
             cut=cut,
             start=begin,
             horizon=horizon,
@@ -111,6 +114,7 @@ async def check_replay_async(
     seed: int = 0,
     before_run: Callable[[], Any] | None = None,
     boundaries: Iterable[int] | None = None,
+    queues: Sequence[Queue] = (),
 ) -> ReplayReport:
     """:func:`check_replay` inside a running trio test (under a ``MockClock``)."""
     return await _check(
@@ -125,6 +129,7 @@ async def check_replay_async(
         seed=seed,
         before_run=before_run,
         boundaries=boundaries,
+        queues=queues,
     )
 
 
@@ -140,6 +145,7 @@ def check_replay(  # type: ignore[empty-body]  # _sync_form supplies the body
     seed: int = 0,
     before_run: Callable[[], Any] | None = None,
     boundaries: Iterable[int] | None = None,
+    queues: Sequence[Queue] = (),
 ) -> ReplayReport:
     """Check that ``workflow(input)`` resumes identically after a crash at any commit.
 
@@ -149,7 +155,8 @@ def check_replay(  # type: ignore[empty-body]  # _sync_form supplies the body
     resumed run whose history or outcome differs. ``workflows`` registers other workflows
     the one under test needs; ``before_run`` is called before every run (reset the state
     your step bodies touch); ``horizon`` (virtual seconds) ends a run that waits forever;
-    ``boundaries`` restricts the check to some boundary indexes. Returns a
+    ``boundaries`` restricts the check to some boundary indexes; ``queues`` declares the
+    queues the workflow enqueues on (``ctx.enqueue``). Returns a
     :class:`ReplayReport`. From a trio test, await :func:`check_replay_async` instead.
     """
 

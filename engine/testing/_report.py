@@ -9,10 +9,11 @@ import attrs
 import orjson
 
 #: Fields of a stored event that legitimately differ between runs of the same history:
-#: durations are real time, and a child's execution id is drawn fresh like any id.
+#: durations are real time, and the id of a child or of an enqueued execution is drawn
+#: fresh like any id.
 #: Timestamps (``at``) are virtual and restarts happen at the same virtual instant, so they
 #: must match: a deadline recomputed on replay shows there.
-_VOLATILE = frozenset(("duration_ms", "child_id"))
+_VOLATILE = frozenset(("duration_ms", "child_id", "execution_id", "duplicate_of"))
 
 
 class ReplayMismatch(AssertionError):

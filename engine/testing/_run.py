@@ -17,6 +17,7 @@ from durably.stores import MailboxEntry, Op, Store
 
 from .._engine import Engine
 from ..core._errors import StoreError
+from ..core._queue import Queue
 from ..core._types import Status
 from ..core._workflow import WorkflowDefinition
 from ..runtime import _context
@@ -83,6 +84,7 @@ class _Run:
         resume_with: WorkflowDefinition[Any, Any] | None,
         workflows: Sequence[WorkflowDefinition[Any, Any]],
         cut: int | None,
+        queues: Sequence[Queue] = (),
         start: datetime,
         horizon: float,
         seed: int,
@@ -95,6 +97,7 @@ class _Run:
         self.input = input
         self.deliveries = list(deliveries)
         self.workflows = list(workflows)
+        self.queues = list(queues)
         self.cut = cut
         self.start = start
         self.horizon = horizon
@@ -125,7 +128,9 @@ class _Run:
         with _seeded(self.entropy):
             if self.on_phase is not None:
                 self.on_phase(1)
-            async with Engine(cut, workflows=self._defs(self.workflow), clock=clock) as engine:
+            async with Engine(
+                cut, workflows=self._defs(self.workflow), clock=clock, queues=self.queues
+            ) as engine:
                 await self._drive(engine, cut)
             durable_at_cut: list[bytes] = []
             if cut.tripped.is_set():
@@ -136,7 +141,9 @@ class _Run:
                 if self.on_phase is not None:
                     self.on_phase(2)
                 second = self.resume_with or self.workflow
-                async with Engine(inner, workflows=self._defs(second), clock=clock) as engine:
+                async with Engine(
+                    inner, workflows=self._defs(second), clock=clock, queues=self.queues
+                ) as engine:
                     await self._drive(engine, None)
         return self._observe(inner, cut, durable_at_cut)
 

@@ -11,6 +11,19 @@ python procs.py cancel STORE EID
 python procs.py signal-many STORE EIDS_FILE
     opens a client, prints "open", waits for a line on stdin, then signals "go" to every
     execution in EIDS_FILE (one id a line), prints "sent", exits at once
+python procs.py queue-worker STORE POLL_INTERVAL QUEUES_JSON
+    a worker declaring the queues {name: declaration} of QUEUES_JSON (as the store keeps
+    them); prints "ready", then answers each line "stats NAME" on stdin with the worker's
+    own ``engine.queue_stats(NAME)`` as JSON, until its stdin closes
+python procs.py enqueue STORE QUEUE WORKFLOW INPUT_JSON [KWARGS_JSON]
+    enqueues one execution, prints its id (or "duplicate EXISTING_ID"), exits at once
+python procs.py debounce STORE WORKFLOW INPUT_JSON KEY PERIOD
+    debounces one call, prints the execution's id, exits at once
+python procs.py queue-stats STORE QUEUE
+    prints the client's ``queue_stats(QUEUE)`` as JSON, exits at once
+python procs.py on-go STORE ACTION ARGS...
+    for the queue actions above: opens a client, prints "open", waits for a line on
+    stdin, then does ACTION (so that several processes can act at one moment)
 
 Workflows: "quick" returns its input; "wait_go" waits for the signal "go" and returns its
 payload; "long" sleeps an hour; "blocker" runs a step that blocks the event loop for 3 s
@@ -26,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 
 import durably
@@ -114,9 +128,54 @@ async def client(store: str, action: str, args: list[str]) -> None:
     # Leaving the client at once: nothing of the above may depend on a task living on.
 
 
+async def queue_worker(store: str, poll: float, queues: dict[str, Any]) -> None:
+    declared = [durably.Queue.from_data(name, data) for name, data in queues.items()]
+    async with durably.Engine(
+        store, workflows=WORKFLOWS, queues=declared, poll_interval=poll
+    ) as engine:
+        print("ready", flush=True)
+        while line := await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True):
+            command, name = line.split()
+            assert command == "stats", line
+            print(json.dumps(attrs.asdict(await engine.queue_stats(name))), flush=True)
+    print("worker done", flush=True)
+
+
+QUEUE_ACTIONS = ("enqueue", "debounce", "queue-stats")
+
+
+async def queue_client(store: str, action: str, args: list[str], on_go: bool) -> None:
+    async with durably.Client(store) as c:
+        if on_go:
+            print("open", flush=True)
+            await trio.to_thread.run_sync(sys.stdin.readline)
+        if action == "enqueue":
+            kwargs = json.loads(args[3]) if len(args) > 3 else {}
+            try:
+                eid = await c.enqueue(args[0], args[1], json.loads(args[2]), **kwargs)
+            except durably.DuplicateEnqueueError as error:
+                print(f"duplicate {error.existing}", flush=True)
+            else:
+                print(eid, flush=True)
+        elif action == "debounce":
+            period = float(args[3])
+            eid = await c.debounce(args[0], json.loads(args[1]), key=args[2], period=period)
+            print(eid, flush=True)
+        elif action == "queue-stats":
+            print(json.dumps(attrs.asdict(await c.queue_stats(args[0]))), flush=True)
+        else:
+            raise SystemExit(f"unknown queue action {action!r}")
+
+
 if __name__ == "__main__":
     mode, store_dir, *rest = sys.argv[1:]
-    if mode == "worker":
+    if mode == "queue-worker":
+        trio.run(queue_worker, store_dir, float(rest[0]), json.loads(rest[1]))
+    elif mode in QUEUE_ACTIONS:
+        trio.run(queue_client, store_dir, mode, rest, False)
+    elif mode == "on-go":
+        trio.run(queue_client, store_dir, rest[0], rest[1:], True)
+    elif mode == "worker":
         limit = int(rest[1]) if len(rest) > 1 else 16 * 1024 * 1024
         trio.run(worker, store_dir, float(rest[0]), limit)
     elif mode == "signal-many":

@@ -286,8 +286,22 @@ def flat(ops: Program) -> Program:
 
 
 def concurrent(ops: Program) -> bool:
-    """Whether the program runs a gather (whose commit count varies between runs)."""
-    return any(op["op"] == "gather" for op in ops)
+    """Whether the program runs work beside itself, a gather or a child (its own actor),
+    so that its commit count varies between runs: how the commit actor batches two
+    producers' writes depends on when the worker thread finishes each transaction."""
+    return any(op["op"] in ("gather", "child") for op in ops)
+
+
+def racing(ops: Program) -> bool:
+    """Whether two members of one gather wait for the same signal: which of them takes a
+    delivery depends on whether it was buffered before they began waiting (a resumed run
+    finds it there), so only the multiset of what happened is the same between runs."""
+    for op in ops:
+        if op["op"] == "gather":
+            signals = [m["signal"] for m in op["members"] if m["op"] == "wait"]
+            if len(signals) != len(set(signals)):
+                return True
+    return False
 
 
 def explicit_ids(ops: Program) -> list[int]:
