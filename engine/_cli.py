@@ -22,6 +22,7 @@ import trio
 from ._cli_payload import JsonPayload
 from ._cli_queues import QueueLine, queue_document, queue_labels, queue_lines, records
 from ._cli_store import backup, check
+from ._cli_worker import worker
 from .core._errors import (
     ConfigurationError,
     CorruptRecordError,
@@ -454,6 +455,7 @@ def demo(demo_store: str | None, phase_one: bool) -> None:
 
 main.add_command(check)
 main.add_command(backup)
+main.add_command(worker)
 
 
 def _who() -> str:

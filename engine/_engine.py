@@ -205,6 +205,30 @@ class Engine(Gateway):
             if self._owns_store:
                 self.store.close()
 
+    async def drain(self, grace: float = 30.0) -> bool:
+        """Stop taking new work, then wait up to ``grace`` seconds for running step bodies.
+
+        From this call on the engine runs nothing new: no start (its own, a client's, a
+        schedule's fire, a child's) is launched, no parked execution is resumed by its
+        timer or a signal, no queue admits, and the inbox is not taken; all of it stays
+        durable in the store for the next start. Executions waiting in memory park at
+        once, running ones at their next wait or their next commit (a running
+        ``ctx.gather`` once it has ended), so a step body running now finishes and is
+        recorded, and its execution does not go on to the next. Returns ``True`` as
+        soon as no step body runs, ``False`` if bodies still run when the grace runs
+        out. Leave ``async with`` next: that parks the rest (a step body still running
+        is cancelled and runs again at the next start) and writes every op handed to
+        the commit actor. ``durably worker`` calls this on ``SIGTERM`` or ``SIGINT``.
+        """
+        self._check_running()
+        if not grace >= 0:
+            raise ConfigurationError(f"drain(grace=) takes seconds, at least 0; not {grace!r}")
+        assert self._supervisor is not None
+        self._supervisor.drain()
+        with trio.move_on_after(grace):
+            await self._supervisor.bodies_done()
+        return not self._supervisor.bodies_running()
+
     async def _shutdown(self, nursery: trio.Nursery) -> None:
         with trio.CancelScope(shield=True):
             if self._supervisor is not None:

@@ -75,6 +75,7 @@ DOCUMENTED_ENGINE_API = frozenset(
         "last_recovery",
         "peak_live",
         "statistics",
+        "drain",
     }
 )
 

@@ -76,6 +76,7 @@ from ._primitive import (
     _CompensationFailure,
     _ContinueAsNew,
     _ControlFlow,
+    _current_step,
     concurrent_calls,
     unwinds,
 )
@@ -261,6 +262,10 @@ class ExecutionActor(Recorder):
 
     async def run(self) -> None:
         host = self.host
+        if _current_step.get() is not None:
+            # Launched from inside a step body (a start there): the task copied that
+            # context, but this execution's code runs in no step until it calls one.
+            _current_step.set(None)
         try:
             assert self.scope is not None
             with self.scope:
@@ -268,7 +273,12 @@ class ExecutionActor(Recorder):
             if self.scope.cancelled_caught and self.cancel_reason is not None:
                 await self._finish_cancelled()
         except _EngineFailure as exc:
-            log.error("execution %s stopped: the store failed: %s", self.execution_id, exc)
+            log.error(
+                "execution %s stopped: the store failed: %s",
+                self.execution_id,
+                exc,
+                extra=self.log_extra(),
+            )
             host.store_failed(self.execution_id, exc.error)
         except _Suspend:
             self.parked = True
@@ -282,12 +292,15 @@ class ExecutionActor(Recorder):
                 "execution %s: replay did not reach new work within %s s (max_replay_seconds)",
                 self.execution_id,
                 self.parts.settings.max_replay_seconds,
+                extra=self.log_extra(),
             )
             self.hung = True  # the supervisor counts it as a failed recovery, tries again
         except BaseException as exc:  # an engine bug: record it, never take the engine down
             if unwinds(exc):
                 raise
-            log.exception("internal error in execution %s", self.execution_id)
+            log.exception(
+                "internal error in execution %s", self.execution_id, extra=self.log_extra()
+            )
             try:
                 await self.finish(
                     ExecutionFailed(at=self.parts.clock.now_ms(), error=error_info(exc)),
@@ -495,6 +508,8 @@ class ExecutionActor(Recorder):
         ops.extend(PutSignal(child, CANCEL_SIGNAL, why, at=event.at) for child in orphans)
         with trio.CancelScope(shield=True):
             await self.append(event, None, ops, **fields)
+        if log.isEnabledFor(logging.INFO):
+            self.log_end(event, status)
         self.host.finished(self.execution_id, status)
         if parent is not None:
             self.host.signalled(parent, True)

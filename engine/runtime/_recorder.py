@@ -224,6 +224,17 @@ class Recorder:
                 "record a reference to it, or raise Engine(max_payload_bytes=...)."
             )
 
+    def log_extra(self) -> dict[str, str]:
+        """What a log record about this execution carries (``durably worker`` shows it)."""
+        return {"execution_id": self.execution_id, "workflow": self.record_.workflow}
+
+    def log_end(self, event: Event, status: str) -> None:
+        """One line (``INFO``: an embedding host that configured no logging sees none) for
+        the execution's end, with the error if it failed."""
+        error = getattr(event, "error", None)
+        why = f": {error.get('type')}: {error.get('message')}" if isinstance(error, dict) else ""
+        log.info("execution %s %s%s", self.execution_id, status, why, extra=self.log_extra())
+
     def caught_up(self) -> None:
         """Replay has reached new work, user code runs next: lift the replay hang bound
         (a step body may take as long as it takes), and bound a suspect's solo turn.

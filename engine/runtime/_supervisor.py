@@ -34,11 +34,15 @@ from ..core._status import TERMINAL
 from ._actor import ExecutionActor
 from ._bus import Bus
 from ._ports import Parts, first_signal
+from ._primitive import _current_step
 from ._queues import QueueManager
 from ._recovery import Recovery, RecoveryReport as RecoveryReport
 from ._solo import SoloGate
 
 log = logging.getLogger("durably")
+
+#: How often a drain looks whether step bodies still run (trio seconds).
+_DRAIN_POLL = 0.02
 
 Cancel = tuple[str | None, str | None]
 
@@ -97,6 +101,38 @@ class Supervisor:
         if self._scope is not None:
             self._scope.cancel()
             await self._done.wait()
+
+    def drain(self) -> None:
+        """Take no new work: launch nothing (a start, a wake of a parked execution, the
+        run queue), fire no schedule, admit from no queue, take no inbox (``closing``).
+        Idle actors park now, the others at their next wait or once their next write is
+        committed (before another step body), except a gather's, which run on together."""
+        if self.closing:
+            return
+        self.closing = True
+        self.queues.stop()
+        for actor in list(self.idle.values()):
+            actor.request_park()
+        self.subscribers.append(self._stop_after_commit)
+
+    def _stop_after_commit(self, execution_id: str, events: Sequence[Event]) -> None:
+        # Called after each commit of an execution's events, while draining only: the
+        # append's checkpoint then delivers the cancel, before the next step body.
+        actor = self.live.get(execution_id)
+        if actor is not None and actor.writer is None and actor.scope is not None:
+            actor.scope.cancel()
+
+    async def bodies_done(self) -> None:
+        """Return once no step body runs in this supervisor's tasks. Polled, reading each
+        task's ``current_step`` context, so that the step path pays nothing for it; the
+        first look comes after a pause, once what was runnable at the drain has run."""
+        while True:
+            await trio.sleep(_DRAIN_POLL)
+            if not self.bodies_running():
+                return
+
+    def bodies_running(self) -> bool:
+        return self._nursery is not None and _bodies_running(self._nursery)
 
     def check_running(self) -> None:
         if self._nursery is None:
@@ -238,7 +274,12 @@ class Supervisor:
             self.queues.admitted_before(record)
         definition = self.parts.registry.get(record.workflow)
         if definition is None:
-            log.warning("execution %s: workflow %r is not registered", record.id, record.workflow)
+            log.warning(
+                "execution %s: workflow %r is not registered",
+                record.id,
+                record.workflow,
+                extra={"execution_id": record.id, "workflow": record.workflow},
+            )
             return
         actor = ExecutionActor(self, record, definition)
         if fresh is not None:
@@ -332,7 +373,8 @@ class Supervisor:
         # Called for each of thousands of timers due together: a Timer is built only for
         # a schedule's fire, which needs one.
         if owner.startswith("schedule:"):
-            self._on_schedule_timer(Timer(due_ms, owner, timer_id))
+            if not self.closing:  # draining: the fire stays in the index for the next start
+                self._on_schedule_timer(Timer(due_ms, owner, timer_id))
             return
         self.spawn(owner)
 
@@ -365,10 +407,20 @@ class Supervisor:
         the execution is quarantined instead.
         """
         if isinstance(error, CorruptRecordError):
-            log.error("execution %s stopped, quarantined: %s", execution_id, error)
+            log.error(
+                "execution %s stopped, quarantined: %s",
+                execution_id,
+                error,
+                extra={"execution_id": execution_id},
+            )
             self._quarantine_unwritable(execution_id, error)
             return
-        log.error("execution %s stopped, retried later: %s", execution_id, error)
+        log.error(
+            "execution %s stopped, retried later: %s",
+            execution_id,
+            error,
+            extra={"execution_id": execution_id},
+        )
         self._stalled.add(execution_id)
         if not self._retrying_stalled and not self.closing and self._nursery is not None:
             self._retrying_stalled = True
@@ -420,3 +472,12 @@ class Supervisor:
 
     def first_signal(self, execution_id: str, name: str) -> Any:
         return first_signal(self.parts.store, execution_id, name)
+
+
+def _bodies_running(nursery: trio.Nursery) -> bool:
+    for task in nursery.child_tasks:
+        if task.context.get(_current_step) is not None:
+            return True
+        if any(_bodies_running(child) for child in task.child_nurseries):
+            return True
+    return False

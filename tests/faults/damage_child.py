@@ -165,6 +165,11 @@ async def _run(store_dir: str, ids: dict[str, list[str]]) -> dict[str, Any]:
                 fresh = (await engine.start_and_wait(done, 99)).data
             except durably.CorruptRecordError as exc:  # its write met the damage: refused
                 fresh = str(exc)
+            except durably.ExecutionFailedError as exc:
+                # Started, then a later write of it met the damage: it was quarantined.
+                if exc.error.get("type") != "durably.CorruptRecordError":
+                    raise
+                fresh = str(exc)
             return {
                 "ok": True,
                 "outcomes": outcomes,

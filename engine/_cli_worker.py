@@ -1,0 +1,121 @@
+"""``durably worker MODULE:ATTR``: run a store's worker as a service (``_worker.py``).
+
+Exit codes, as for every ``durably`` command: 0 stopped by a signal after its drain; 1
+the user's module or options function raised; 2 bad usage (no store given, a
+``MODULE:ATTR`` that does not name workflows or options, an option ``durably.Engine``
+refuses, a health port it cannot listen on); 4 the store refused (held by another
+worker, corrupt); 128 + the signal's number when a second signal stopped it at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from ._worker import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    WorkerConfig,
+    WorkerLoadError,
+    WorkerUsageError,
+    exit_code_of,
+    load_options,
+    run_worker,
+)
+from ._worker_log import configure
+from .core._errors import DurablyError
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+log = logging.getLogger("durably.worker")
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option(
+    "--store",
+    "store_opt",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Path of the store (or durably --store PATH, or DURABLY_STORE); made if missing.",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds running step bodies get to finish after SIGTERM or SIGINT.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Plain lines, or one JSON object a line.",
+)
+@click.option("--log-level", type=click.Choice(_LEVELS), default="info", show_default=True)
+@click.option(
+    "--health",
+    "health_port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Serve GET /healthz and /readyz on this port (0: any free port, logged).",
+)
+@click.option(
+    "--health-host", default="127.0.0.1", show_default=True, help="Where --health listens."
+)
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    target: str,
+    store_opt: str | None,
+    grace: float,
+    log_format: str,
+    log_level: str,
+    health_port: int | None,
+    health_host: str,
+) -> None:
+    """Run the worker of a store for the workflows MODULE:ATTR names.
+
+    ATTR is a list of @durably.workflow definitions, or a function returning a dict of
+    durably.Engine options (workflows=, queues=, max_live_executions=, ...). SIGTERM or
+    SIGINT drains: no new work is taken, running step bodies get --grace seconds to
+    finish, the rest is parked in the store, exit 0. A second signal stops at once.
+    """
+    store = store_opt or (ctx.obj or {}).get("store")
+    if not store:
+        _fail("no store given: pass --store PATH or set DURABLY_STORE", EXIT_USAGE)
+    try:
+        options = load_options(target)
+    except WorkerUsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except WorkerLoadError as exc:
+        cause = exc.__cause__
+        if cause is not None:
+            traceback.print_exception(cause, file=sys.stderr)
+        _fail(str(exc), EXIT_FAILED)
+    if health_port is not None and importlib.util.find_spec("hypercorn") is None:
+        _fail("--health needs hypercorn: pip install 'durably[worker]'", EXIT_USAGE)
+    configure("json" if log_format == "json" else "text", log_level)
+    health = None if health_port is None else (health_host, health_port)
+    config = WorkerConfig(Path(store), options, target, grace=grace, health=health)
+    try:
+        code = run_worker(config)
+    except DurablyError as exc:  # in the log's own format from here on
+        log.error("%s", exc)
+        sys.exit(exit_code_of(exc))
+    except Exception:
+        log.exception("the worker stopped on an error")
+        sys.exit(EXIT_FAILED)
+    sys.exit(code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
