@@ -11,26 +11,34 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import click
 import trio
 
+from ._cli_common import (
+    EXIT_FAILED,
+    BadUsage as _BadUsage,
+    Failed as _Failed,
+    NotFound as _NotFound,
+    complete_execution_id,
+    event_fields,
+    run as _run,
+    stamp,
+    to_json as _json,
+    utc_option,
+    who as _who,
+)
+from ._cli_dashboard import dashboard
+from ._cli_ops import force_fail, retry_rollback, skip_step, start
 from ._cli_payload import JsonPayload
-from ._cli_queues import QueueLine, queue_document, queue_labels, queue_lines, records
+from ._cli_queues import QueueLine, queue_document, queue_lines, queue_show_labels, records
+from ._cli_schedules import schedules
 from ._cli_store import backup, check
 from ._cli_worker import worker
-from .core._errors import (
-    ConfigurationError,
-    CorruptRecordError,
-    DurablyError,
-    PayloadError,
-    StoreError,
-    UnknownExecutionError,
-)
+from .core._errors import ConfigurationError, CorruptRecordError, DurablyError, PayloadError
 from .core._events import PatchMarked, decode_all
 from .core._queue import MAX_PRIORITY
 from .core._steps import children_of, published_of
@@ -38,61 +46,9 @@ from .core._types import Execution, Status
 from .remote._client import Client
 from .stores import ExecutionRecord
 
-T = TypeVar("T")
-
-EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_STORE = 1, 2, 3, 4
-
-
-class _Failed(click.ClickException):
-    exit_code = EXIT_FAILED
-
-
-class _BadUsage(click.ClickException):
-    exit_code = EXIT_USAGE
-
-
-class _NotFound(click.ClickException):
-    exit_code = EXIT_NOT_FOUND
-
-
-class _StoreRefused(click.ClickException):
-    exit_code = EXIT_STORE
-
-
-def _store_path(ctx: click.Context) -> Path:
-    store = ctx.obj.get("store")
-    if not store:
-        raise _BadUsage("no store given: pass --store PATH or set DURABLY_STORE")
-    path = Path(store)
-    if not (path / "data.mdb").exists():
-        raise _NotFound(f"no durably store at {path} (no data.mdb there)")
-    return path
-
-
-def _run(ctx: click.Context, fn: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
-    """Run ``fn`` against a client engine on the store (works beside a running worker)."""
-    path = _store_path(ctx)
-
-    async def main() -> T:
-        async with Client(path) as client:
-            return await fn(client)
-
-    try:
-        return trio.run(main)
-    except UnknownExecutionError as exc:
-        raise _NotFound(str(exc)) from None
-    except StoreError as exc:
-        raise _StoreRefused(str(exc)) from None
-    except DurablyError as exc:
-        raise _Failed(str(exc)) from None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str, indent=2, sort_keys=True)
-
 
 def _row(execution: Execution) -> str:
-    created = execution.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    created = stamp(execution.created_at)
     return f"{execution.id}  {execution.status.value:<19} {execution.workflow:<20} {created}"
 
 
@@ -103,10 +59,15 @@ def _row(execution: Execution) -> str:
     type=click.Path(file_okay=False),
     help="Path of the store (or set DURABLY_STORE).",
 )
+@utc_option
 @click.version_option(package_name="durably")
 @click.pass_context
 def main(ctx: click.Context, store: str | None) -> None:
-    """Inspect and steer durably executions in a store."""
+    """Inspect and steer durably executions in a store.
+
+    Times are shown in the local time zone (TZ), or in UTC with --utc; --json keeps
+    machine values.
+    """
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
 
@@ -120,6 +81,7 @@ def main(ctx: click.Context, store: str | None) -> None:
 @click.option("--patch", default=None, help="Only executions whose log took this patch.")
 @click.option("--without-patch", default=None, help="Only those whose log lacks this patch.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@utc_option
 @click.pass_context
 def list_cmd(
     ctx: click.Context,
@@ -167,8 +129,9 @@ def list_cmd(
 
 
 @main.command()
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=complete_execution_id)
 @click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@utc_option
 @click.pass_context
 def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
     """Show an execution: its record and its timeline."""
@@ -203,10 +166,10 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
         ("error", execution.error and execution.error.get("message")),
         ("reason", execution.reason),
         ("waiting for", execution.waiting_for),
-        ("wakes at", execution.wake_at),
+        ("wakes at", execution.wake_at and stamp(execution.wake_at)),
         ("parent", execution.parent_id),
         ("run", execution.run if execution.run > 1 else None),
-        *queue_labels(queued),
+        *queue_show_labels(record),
     ):
         if value not in (None, ""):
             click.echo(f"  {label}: {value}")
@@ -223,20 +186,12 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
             click.echo(f"  {key}: {json.dumps(value, default=str, sort_keys=True)}")
     click.echo("timeline:")
     for event in events:
-        from .core._types import from_ms
-
-        fields = attrs.asdict(event, recurse=False)
-        at = from_ms(fields.pop("at")).strftime("%H:%M:%S.%f")[:-3]
-        detail = ", ".join(
-            f"{k}={v!r}"
-            for k, v in fields.items()
-            if v not in (None, {}, "") and k != "duration_ms"
-        )
-        click.echo(f"  {at}  {event.tag:<24} {detail}"[:160])
+        line = f"  {stamp(event.at, ms=True)}  {event.tag:<24} {event_fields(event)}"
+        click.echo(line[:180])
 
 
 @main.command()
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=complete_execution_id)
 @click.argument("name")
 @click.argument("payload_json", default="null", type=JsonPayload())
 @click.option("--dedup-key", default=None, help="A signal with an accepted key is not resent.")
@@ -336,7 +291,7 @@ def queues(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=complete_execution_id)
 @click.option("--reason", default="cancelled from the command line")
 @click.option("--wait/--no-wait", default=False, help="Wait until the worker has cancelled it.")
 @click.pass_context
@@ -357,7 +312,7 @@ def cancel(ctx: click.Context, execution_id: str, reason: str, wait: bool) -> No
 
 
 @main.command()
-@click.argument("execution_id")
+@click.argument("execution_id", shell_complete=complete_execution_id)
 @click.option("--reason", default=None, help="Why (kept in the audit trail).")
 @click.pass_context
 def retry(ctx: click.Context, execution_id: str, reason: str | None) -> None:
@@ -406,23 +361,6 @@ def describe(target: str, input_json: Any, mermaid: bool) -> None:
     click.echo(shape.to_mermaid() if mermaid else shape.to_json())
 
 
-@main.command()
-@click.pass_context
-def schedules(ctx: click.Context) -> None:
-    """List schedules."""
-
-    async def go(engine: Client) -> list[Any]:
-        return list(await engine.list_schedules())
-
-    items = _run(ctx, go)
-    for item in items:
-        data = attrs.asdict(item) if attrs.has(type(item)) else item
-        cadence = data.get("cron") or (data.get("interval") and f"every {data['interval']} s")
-        click.echo(f"{data.get('id')}  {data.get('status')}  {data.get('workflow')}  {cadence}")
-    if not items:
-        click.echo("no schedules", err=True)
-
-
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
@@ -455,11 +393,11 @@ def demo(demo_store: str | None, phase_one: bool) -> None:
 
 main.add_command(check)
 main.add_command(backup)
+main.add_command(dashboard)
 main.add_command(worker)
-
-
-def _who() -> str:
-    return f"cli:{os.environ.get('USER', 'unknown')}"
+main.add_command(schedules)
+for _command in (start, skip_step, force_fail, retry_rollback):
+    main.add_command(_command)
 
 
 def _took_patch(engine: Client, execution_id: str, patch: str) -> bool:

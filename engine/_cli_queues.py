@@ -4,7 +4,8 @@
 Everything here is read from the store by a client, so it works beside a running worker
 and with none: the declarations the workers stored at their start, and the records. The
 numbers are ``stats_from_store``'s, the same as ``client.queue_stats(name)``. Times are
-shown as ISO-8601 UTC and durations in words, never as epoch milliseconds.
+shown as ISO-8601 (``show``: in the local zone, or UTC with ``--utc``; ``--json``: UTC)
+and durations in words, never as epoch milliseconds.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from ._cli_common import stamp
 from .core._errors import ConfigurationError
 from .core._queue import Queue, QueueStats
 from .core._types import from_ms
@@ -130,7 +132,7 @@ def queue_document(record: ExecutionRecord | None) -> dict[str, Any] | None:
 
 
 def queue_labels(document: dict[str, Any] | None) -> list[tuple[str, Any]]:
-    """``show``'s lines for the queue fields that are set (priority 0 is the default)."""
+    """The queue fields that are set (priority 0 is the default), as label and value."""
     if document is None:
         return []
     return [
@@ -138,3 +140,13 @@ def queue_labels(document: dict[str, Any] | None) -> list[tuple[str, Any]]:
         for key, value in document.items()
         if value is not None and not (key == "priority" and value == 0)
     ]
+
+
+def queue_show_labels(record: ExecutionRecord | None) -> list[tuple[str, Any]]:
+    """``show``'s lines for the record's queue fields, its times as ``stamp`` shows them
+    (local, or UTC with ``--utc``)."""
+    labels = queue_labels(queue_document(record))
+    if record is None:
+        return labels
+    times = {"admitted at": record.admitted_ms, "not before": record.not_before}
+    return [(label, stamp(times[label]) if label in times else v) for label, v in labels]

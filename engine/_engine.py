@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
@@ -44,6 +44,9 @@ from .runtime._ports import Parts, ScheduleHost, Settings
 from .runtime._scheduler import Scheduler
 from .runtime._schedules import ScheduleManager
 from .runtime._supervisor import RecoveryReport, Supervisor
+
+if TYPE_CHECKING:
+    from .telemetry import Telemetry
 
 __all__ = ["Engine", "EngineStatistics", "RecoveryReport"]
 
@@ -91,7 +94,10 @@ class Engine(Gateway):
     so the cyclic collector does not walk the woken executions mid-burst (off: the
     collector is never touched; it is also left alone if the host froze objects itself);
     ``queues`` declares the durable queues this worker admits for (``durably.Queue``:
-    ``enqueue`` on another name raises ``UnknownQueueError``).
+    ``enqueue`` on another name raises ``UnknownQueueError``); ``telemetry`` turns on
+    OpenTelemetry spans and metrics (``durably[otel]``): ``True`` records through the
+    host's global providers, a ``durably.telemetry.Telemetry`` through its own; off by
+    default, when the hot path pays one ``None`` check per step for it.
     """
 
     # Its own starts run at once: their record says so from the start, no commit for it.
@@ -113,7 +119,9 @@ class Engine(Gateway):
         store_retry_seconds: float = 1.0,
         freeze_gc_in_bursts: bool = True,
         queues: Iterable[Queue] = (),
+        telemetry: bool | Telemetry = False,
     ) -> None:
+        self._telemetry = _telemetry(telemetry)
         self._freeze_gc = freeze_gc_in_bursts
         self._queues = _check_queues(queues)
         settings = Settings(
@@ -155,7 +163,13 @@ class Engine(Gateway):
             freeze_gc=self._freeze_gc,
         )
         self._parts = Parts(
-            self.store, self._committer, scheduler, self.clock, self._settings, self._registry
+            self.store,
+            self._committer,
+            scheduler,
+            self.clock,
+            self._settings,
+            self._registry,
+            self._telemetry,
         )
         self._schedules = ScheduleManager(
             ScheduleHost(self._parts, self._start, lambda: self._closing)
@@ -181,6 +195,8 @@ class Engine(Gateway):
             if self._listener is not None:
                 await nursery.start(self._listener.run)
             self.last_recovery = await self.recover()
+            if self._telemetry is not None:
+                self._telemetry.watch(self, self._parts)
         except BaseException as exc:
             await self._shutdown(nursery)
             try:  # the start's own error, unwrapped (a damaged store says so plainly)
@@ -231,6 +247,8 @@ class Engine(Gateway):
 
     async def _shutdown(self, nursery: trio.Nursery) -> None:
         with trio.CancelScope(shield=True):
+            if self._telemetry is not None:
+                self._telemetry.unwatch(self._parts)
             if self._supervisor is not None:
                 await self._supervisor.stop()
             self._committer.close()
@@ -406,6 +424,21 @@ class Engine(Gateway):
         if method in SCHEDULE_CALLS:
             return await getattr(self, method)(**args)
         raise ConfigurationError(f"unknown call {method!r}")
+
+
+def _telemetry(option: bool | Telemetry) -> Telemetry | None:
+    """The engine's telemetry hook: ``None`` when off (nothing of OpenTelemetry imported)."""
+    if option is False:
+        return None
+    from .telemetry import Telemetry
+
+    if option is True:
+        return Telemetry.shared()
+    if not isinstance(option, Telemetry):
+        raise ConfigurationError(
+            f"telemetry takes True, False or a durably.telemetry.Telemetry, not {option!r}"
+        )
+    return option
 
 
 def _check_queues(queues: Iterable[Queue]) -> tuple[Queue, ...]:

@@ -62,6 +62,7 @@ _SPARSE = {
     "not_before": None,
     "admitted_ms": None,
     "dedup_id": None,
+    "trace": None,
 }
 _DENSE = tuple(name for name in _RECORD_FIELDS if name not in _SPARSE)
 

@@ -2,7 +2,7 @@
 (the execution waits, queued, where ``list`` shows it), a real worker that declares the
 queue admitting it, dedup refusals (exit 1, naming the holder), bad input (exit 2,
 nothing queued), ``queues`` reporting what the store holds, and ``show``'s queue fields
-as ISO-8601 times.
+as ISO-8601 times (local in the text, UTC in the JSON).
 
 Most commands run in-process through click's ``CliRunner`` (each opens its own client on
 the store, as the console script does); the first test drives the real console script.
@@ -26,6 +26,7 @@ from test_cli import durably as console
 
 import durably
 from durably._cli import main
+from durably._cli_common import stamp
 from durably._cli_queues import iso, seconds_text
 from durably.runtime._enqueue import stats_from_store
 from durably.stores import ExecutionRecord, LmdbStore
@@ -119,7 +120,7 @@ def test_enqueue_waits_for_a_worker_that_declares_the_queue_then_completes(
         "queue: mail",
         "partition: tenant-a",
         "dedup id: order-1",
-        f"admitted at: {iso(done.admitted_ms)}",
+        f"admitted at: {stamp(done.admitted_ms)}",  # local, as the command shows it
     ):
         assert f"  {line}\n" in shown.stdout
     assert str(done.admitted_ms) not in shown.stdout  # never raw epoch milliseconds
@@ -209,10 +210,10 @@ def test_queues_reports_each_queue_s_limits_and_the_store_s_numbers(
 
     held = record(store, ids[1])
     shown = cli(store, "show", ids[1]).stdout
-    assert "  priority: 1\n" in shown and f"  admitted at: {iso(held.admitted_ms or 0)}\n" in shown
+    assert "  priority: 1\n" in shown and f"  admitted at: {stamp(held.admitted_ms)}\n" in shown
     later = record(store, delayed.stdout.strip())
     assert later.not_before is not None
-    assert f"  not before: {iso(later.not_before)}\n" in cli(store, "show", later.id).stdout
+    assert f"  not before: {stamp(later.not_before)}\n" in cli(store, "show", later.id).stdout
 
 
 def test_bad_enqueue_input_exits_2_and_queues_nothing(tmp_path: Path) -> None:

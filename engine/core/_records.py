@@ -104,6 +104,8 @@ class ExecutionRecord:
     admitted_ms: int | None = None
     #: Its dedup id in the queue, if any.
     dedup_id: str | None = None
+    #: The W3C ``traceparent`` of the span its start was made in (``durably[otel]``).
+    trace: str | None = None
 
 
 def quarantined_record(execution_id: str, error: Exception) -> ExecutionRecord:

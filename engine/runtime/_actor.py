@@ -81,6 +81,7 @@ from ._primitive import (
     unwinds,
 )
 from ._recorder import Recorder, _EngineFailure
+from ._tracecontext import NO_SPAN
 
 if TYPE_CHECKING:
     from ..core._workflow import WorkflowDefinition
@@ -268,7 +269,8 @@ class ExecutionActor(Recorder):
             _current_step.set(None)
         try:
             assert self.scope is not None
-            with self.scope:
+            telemetry = self.parts.telemetry
+            with self.scope, NO_SPAN if telemetry is None else telemetry.run(self):
                 await self._run()
             if self.scope.cancelled_caught and self.cancel_reason is not None:
                 await self._finish_cancelled()
@@ -394,6 +396,8 @@ class ExecutionActor(Recorder):
         if self.record_.status == "pending":
             self.stage_record(ops=[], status="running")
         self.catching_up = self.replay_slot is not None or self.replayer.replaying
+        if self.parts.telemetry is not None:
+            self.parts.telemetry.loaded(self, len(events))
         return deadline
 
     async def _call_workflow(self, deadline: float) -> Any:

@@ -47,6 +47,7 @@ from ..core._workflow import WorkflowDefinition
 from ._enqueue import QueueArgs, queued_record
 from ._ports import first_signal, new_execution_id
 from ._primitive import ContextBase, _EngineFailure
+from ._tracecontext import traceparent
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
@@ -131,6 +132,7 @@ class Children(ContextBase):
                 created_ms=now,
                 updated_ms=now,
                 parent_id=actor.execution_id,
+                trace=traceparent(),  # the parent's run span, if telemetry is on
             )
             first = ExecutionStarted(at=now, workflow=definition.name, input=shaped)
             raw = encode(first)

@@ -21,6 +21,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +95,8 @@ class Committer:
         self._inline_batches = 0
         self._largest = 0
         self._runnable: Callable[[], int] = _public_runnable
+        #: Told each batch's op count and write seconds (telemetry); ``None``: not timed.
+        self.on_commit: Callable[[int, float], None] | None = None
 
     def statistics(self) -> CommitStatistics:
         return CommitStatistics(self._batches, self._ops, self._inline_batches, self._largest)
@@ -146,10 +149,14 @@ class Committer:
         self._inline_batches += 1
         self._largest = max(self._largest, len(ops))
         self._writing = True
+        observe = self.on_commit
+        began = 0.0 if observe is None else time.perf_counter()
         try:
             return self._store.apply(ops)
         finally:
             self._writing = False
+            if observe is not None:
+                observe(len(ops), time.perf_counter() - began)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The actor's loop; ends after ``close`` once every handed-over op is written."""
@@ -192,8 +199,12 @@ class Committer:
         self._batches += 1
         self._ops += len(batch.ops)
         self._largest = max(self._largest, len(batch.ops))
+        observe = self.on_commit
         try:
+            began = 0.0 if observe is None else time.perf_counter()
             batch.results = await self._apply(batch.ops)
+            if observe is not None:
+                observe(len(batch.ops), time.perf_counter() - began)
             return
         except CorruptRecordError:
             pass  # one execution's bad record: isolate it like a bad op

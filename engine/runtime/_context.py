@@ -120,6 +120,7 @@ class Context(Branching, Fanout, Children, Lifecycle):
         **kwargs: Any,
     ) -> T: ...
 
+    # long: the body runs in this frame, with its retry loop and telemetry hook around it
     async def step(
         self,
         step_id: str,
@@ -163,8 +164,10 @@ class Context(Branching, Fanout, Children, Lifecycle):
                 await actor.settle()  # woken with others: their resumption before this body
             # The body runs in this frame (not a helper coroutine): one frame fewer on
             # every suspend and resume of every step.
+            telemetry = actor.parts.telemetry
             while True:
                 token = _current_step.set((actor.execution_id, sid, attempt))
+                span = None if telemetry is None else telemetry.step(actor, sid, attempt)
                 started = trio.current_time()
                 try:
                     if timeout is None:
@@ -175,6 +178,8 @@ class Context(Branching, Fanout, Children, Lifecycle):
                     else:
                         value = await _call_with_timeout(fn, args, timeout, sid, kwargs)
                 except BaseException as exc:  # SystemExit too: this step's failure
+                    if span is not None:
+                        span.failed(exc)  # before the retry's backoff, which is no body
                     if unwinds(exc):
                         raise
                     duration = (trio.current_time() - started) * 1000
@@ -183,6 +188,8 @@ class Context(Branching, Fanout, Children, Lifecycle):
                     continue
                 finally:
                     _current_step.reset(token)
+                if span is not None:
+                    span.end()
                 duration = (trio.current_time() - started) * 1000
                 shaped, value = _codec.roundtrip(value, rtype, lambda: _where(actor, sid))
                 await actor.append(

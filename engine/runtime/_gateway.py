@@ -58,6 +58,7 @@ from ._enqueue import Enqueuing
 from ._exchange import Exchange, _check_id, receipt_of
 from ._ports import Registry, Settings, new_execution_id
 from ._schedules import ScheduleManager
+from ._tracecontext import traceparent
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
@@ -192,6 +193,7 @@ class Gateway(Exchange, Enqueuing):
             updated_ms=now,
             idempotency_key=idempotency_key,
             schedule_id=schedule_id,
+            trace=traceparent(),  # its runs join the caller's trace (None: no span)
         )
         first = ExecutionStarted(at=now, workflow=name, input=shaped, scheduled_at=scheduled_at)
         started = encode(first)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
@@ -132,6 +133,25 @@ class Registry:
         return workflow, self.definitions.get(workflow)
 
 
+class StepSpan(Protocol):
+    """One step body's span: ended once, by ``end`` or ``failed``."""
+
+    def end(self) -> None: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+
+class Telemetry(Protocol):
+    """The telemetry hook (``durably.telemetry``), ``None`` on ``Parts`` unless it is on:
+    the hot path pays one ``is None`` check per step for it."""
+
+    def run(self, actor: Any) -> AbstractContextManager[None]: ...
+
+    def loaded(self, actor: Any, events: int) -> None: ...
+
+    def step(self, actor: Any, step_id: str, attempt: int) -> StepSpan: ...
+
+
 @attrs.define
 class Parts:
     """What every actor of one engine shares."""
@@ -142,6 +162,7 @@ class Parts:
     clock: Clock
     settings: Settings
     registry: Registry
+    telemetry: Telemetry | None = None
 
 
 def first_signal(store: Store, execution_id: str, name: str) -> MailboxEntry | None:

@@ -88,6 +88,8 @@ class Scheduler:
         #: Whether the cyclic collector's objects are frozen for a burst (``_loop``).
         self._frozen = False
         self.fired = 0
+        #: Told how late (ms) each timer fired (telemetry); ``None``: not measured.
+        self.on_late: Callable[[int], None] | None = None
 
     def __len__(self) -> int:
         return len(self._armed)
@@ -149,6 +151,7 @@ class Scheduler:
         heap = self._heap
         armed = self._armed
         on_timer = self._on_timer
+        on_late = self.on_late
         while True:
             now = self._clock.now_ms()
             if self._frozen or (
@@ -163,6 +166,8 @@ class Scheduler:
                 armed.discard(key)
                 fired += 1
                 on_timer(*key)
+                if on_late is not None:
+                    on_late(now - key[0])
             self.fired += fired
             if fired >= self._batch or (fired and self.behind is not None):
                 # Behind (or just caught up): the executions woken so far resume in the
