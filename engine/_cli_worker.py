@@ -3,7 +3,7 @@
 Exit codes, as for every ``durably`` command: 0 stopped by a signal after its drain; 1
 the user's module or options function raised; 2 bad usage (no store given, a
 ``MODULE:ATTR`` that does not name workflows or options, an option ``durably.Engine``
-refuses, a health port it cannot listen on); 4 the store refused (held by another
+refuses, a health or metrics port it cannot listen on); 4 the store refused (held by another
 worker, corrupt); 128 + the signal's number when a second signal stopped it at once.
 """
 
@@ -70,6 +70,16 @@ log = logging.getLogger("durably.worker")
 @click.option(
     "--health-host", default="127.0.0.1", show_default=True, help="Where --health listens."
 )
+@click.option(
+    "--metrics",
+    "metrics_port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics at /metrics on this port (0: any free port, logged).",
+)
+@click.option(
+    "--metrics-host", default="127.0.0.1", show_default=True, help="Where --metrics listens."
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -80,6 +90,8 @@ def worker(
     log_level: str,
     health_port: int | None,
     health_host: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Run the worker of a store for the workflows MODULE:ATTR names.
 
@@ -104,7 +116,8 @@ def worker(
         _fail("--health needs hypercorn: pip install 'durably[worker]'", EXIT_USAGE)
     configure("json" if log_format == "json" else "text", log_level)
     health = None if health_port is None else (health_host, health_port)
-    config = WorkerConfig(Path(store), options, target, grace=grace, health=health)
+    metrics = None if metrics_port is None else (metrics_host, metrics_port)
+    config = WorkerConfig(Path(store), options, target, grace=grace, health=health, metrics=metrics)
     try:
         code = run_worker(config)
     except DurablyError as exc:  # in the log's own format from here on

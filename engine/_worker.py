@@ -62,6 +62,8 @@ class WorkerConfig:
     target: str
     grace: float = 30.0
     health: tuple[str, int] | None = None
+    #: Where ``--metrics`` serves Prometheus' scrape (``durably.telemetry``), if asked.
+    metrics: tuple[str, int] | None = None
 
 
 # --- what to run ---
@@ -244,7 +246,30 @@ async def _serve(config: WorkerConfig, state: WorkerState, signals: _Signals) ->
         config.target,
         names,
     )
-    async with Engine(config.store, **config.options) as engine:
+    options = dict(config.options)
+    endpoint = None
+    if config.metrics is not None:
+        if options.get("telemetry"):
+            raise ConfigurationError(
+                "--metrics records through its own telemetry; drop the telemetry= option "
+                "the worker's options give, or --metrics"
+            )
+        from .telemetry import serve_prometheus
+
+        endpoint = serve_prometheus(config.metrics[1], config.metrics[0])
+        options["telemetry"] = endpoint.telemetry
+        log.info("metrics on %s", endpoint.url)
+    try:
+        await _run_engine(config, options, state, signals)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+
+
+async def _run_engine(
+    config: WorkerConfig, options: dict[str, Any], state: WorkerState, signals: _Signals
+) -> None:
+    async with Engine(config.store, **options) as engine:
         state.engine = engine
         _log_recovery(engine)
         state.phase = "ready"

@@ -504,3 +504,45 @@ async def until_fired(engine: durably.Engine, sid: str) -> tuple[str, ...]:
             if executions:
                 return executions
             await trio.sleep(0.1)
+
+
+def test_metrics_serves_prometheus_figures_of_what_the_worker_ran(
+    workers: Callable[..., Worker], tmp_path: Path
+) -> None:
+    import httpx
+
+    worker = workers("WORKFLOWS", "--metrics", "0")
+    url = str(worker.wait_for("metrics on ")["message"].split()[-1])
+    with durably.sync.Client(tmp_path / "store") as client:
+        eid = client.start("quick", "hello")
+        assert client.wait(eid, timeout=30) == "hello"
+
+    # The completion is counted once its commit is seen: poll the scrape, not a sleep.
+    def scraped() -> str | None:
+        body = httpx.get(url).text
+        counted = any(
+            line.startswith("durably_executions_completed_total{")
+            and 'workflow="quick"' in line
+            and line.endswith(" 1.0")
+            for line in body.splitlines()
+        )
+        return body if counted else None
+
+    text = until(scraped, 30, "the count")
+    assert "durably_executions_live" in text and "durably_steps_total" in text
+    assert worker.stop() == 0
+
+
+def test_metrics_on_a_taken_port_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = subprocess.run(
+            [DURABLY, "worker", f"{APP}:WORKFLOWS", "--metrics", port, "--store", str(tmp_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+    assert busy.returncode == 2, busy.stderr
+    assert port in busy.stderr
