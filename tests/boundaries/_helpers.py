@@ -64,16 +64,29 @@ class Worker:
 
 @contextmanager
 def worker(store: Path, *, poll: float = 1.0, max_payload: int | None = None) -> Iterator[Worker]:
-    args = [sys.executable, str(PROCS), "worker", str(store), str(poll)]
-    if max_payload is not None:
-        args.append(str(max_payload))
+    extra = [] if max_payload is None else [str(max_payload)]
+    with served(store, ["worker", str(store), str(poll), *extra], Worker) as w:
+        yield w
+
+
+W = TypeVar("W", bound=Worker)
+
+
+@contextmanager
+def served(store: Path, args: list[str], make: Callable[..., W]) -> Iterator[W]:
+    """A ``procs.py`` worker run with ``args``, once it said ``ready``; it must still be
+    alive when the block ends, then its stdin closes and it exits."""
     proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+        [sys.executable, str(PROCS), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
     )
     assert proc.stdout is not None and proc.stdin is not None
     line = proc.stdout.readline()
     assert line == b"ready\n", (line, proc.stderr.read() if proc.stderr else b"")
-    w = Worker(store, proc)
+    w = make(store, proc)
     try:
         yield w
         assert proc.poll() is None, f"the worker died: {w.stderr()}"

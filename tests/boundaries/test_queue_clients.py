@@ -24,7 +24,7 @@ from typing import Any
 
 from durably.stores import ExecutionRecord
 
-from ._helpers import PROCS, Worker, _env, client
+from ._helpers import PROCS, Worker, _env, client, served
 
 #: How soon after a client has exited its enqueue must have been acted on (wall time).
 BOUND_S = 5.0
@@ -50,26 +50,11 @@ class QueueWorker(Worker):
 def queue_worker(
     store: Path, queues: dict[str, Any] = JOBS, *, poll: float = 1.0
 ) -> Iterator[QueueWorker]:
-    args = [sys.executable, str(PROCS), "queue-worker", str(store), str(poll), json.dumps(queues)]
-    proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
-    )
-    assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
-    line = proc.stdout.readline()
-    assert line == b"ready\n", (line, proc.stderr.read())
-    w = QueueWorker(store, proc)
-    try:
+    args = ["queue-worker", str(store), str(poll), json.dumps(queues)]
+    with served(store, args, QueueWorker) as w:
         yield w
-        assert proc.poll() is None, f"the worker died: {w.stderr()}"
-    finally:
-        w.reader.close()
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        w.log = proc.stderr.read().decode()
+    assert w.proc.stderr is not None  # it has exited: its whole stderr can be read
+    w.log = w.proc.stderr.read().decode()
 
 
 def _popen(store: Path, *args: str) -> subprocess.Popen[bytes]:
