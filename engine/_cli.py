@@ -195,18 +195,27 @@ def show(ctx: click.Context, execution_id: str, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("payload_json", default="null", type=JsonPayload())
 @click.option("--dedup-key", default=None, help="A signal with an accepted key is not resent.")
+@click.option("--reason", default=None, help="Why it is sent: recorded when it is taken.")
 @click.pass_context
 def signal(
-    ctx: click.Context, execution_id: str, name: str, payload_json: Any, dedup_key: str | None
+    ctx: click.Context,
+    execution_id: str,
+    name: str,
+    payload_json: Any,
+    dedup_key: str | None,
+    reason: str | None,
 ) -> None:
     """Send signal NAME with a JSON payload to an execution.
 
     PAYLOAD_JSON is JSON text, @FILE to read it from a file, or - to read standard input.
+    The wait that takes it records it as sent by cli:$USER, with --reason.
     """
     payload = payload_json
 
     async def go(engine: Client) -> Any:
-        return await engine.signal(execution_id, name, payload, dedup_key=dedup_key)
+        return await engine.signal(
+            execution_id, name, payload, dedup_key=dedup_key, by=_who(), reason=reason
+        )
 
     outcome = _run(ctx, go)
     click.echo(f"{outcome.delivery.value}{': ' + outcome.reason if outcome.reason else ''}")

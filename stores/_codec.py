@@ -104,6 +104,10 @@ def encode_mail(entry: MailboxEntry) -> bytes:
     data = {"signal": entry.signal, "payload": entry.payload, "dedup_key": entry.dedup_key}
     if entry.at is not None:  # the send time; an entry without one reads as before
         data["at"] = entry.at
+    if entry.by is not None:
+        data["by"] = entry.by
+    if entry.reason is not None:
+        data["reason"] = entry.reason
     return orjson.dumps(data)
 
 
@@ -115,7 +119,11 @@ def decode_mail(
         at = data.get("at")
         if at is not None and type(at) is not int:
             raise TypeError(f"its send time is {at!r}, not epoch milliseconds")
-        return MailboxEntry(seq, data["signal"], data["payload"], data["dedup_key"], at)
+        by, reason = data.get("by"), data.get("reason")
+        for name, text in (("sender", by), ("reason", reason)):
+            if text is not None and type(text) is not str:
+                raise TypeError(f"its {name} is {text!r}, not text")
+        return MailboxEntry(seq, data["signal"], data["payload"], data["dedup_key"], at, by, reason)
     except (ValueError, TypeError, KeyError) as exc:
         raise _unreadable(what, exc, execution_id) from exc
 

@@ -10,7 +10,7 @@ Tables and keys (integers big-endian so that byte order is numeric order)::
     events       eid 0x00 seq:u32                   -> framed event (opaque bytes)
     by_status    status 0x00 eid                    -> b""
     timers       due_ms:u64 owner 0x00 timer_id     -> b"" (or the timer id, if hashed)
-    mailbox      eid 0x00 seq:u32                   -> framed {signal, payload, dedup_key}
+    mailbox      eid 0x00 seq:u32                   -> framed mail (_codec.encode_mail)
     mailbox_seq  eid                                -> next mailbox seq:u32
     dedup        eid 0x00 key-or-hash               -> seq:u32
     idempotency  workflow 0x00 key (or its hash)    -> eid
@@ -434,7 +434,7 @@ def _put_signal(txn: Txn, op: PutSignal) -> PutSignalResult:
                 seq=_U32.unpack(txn.get("dedup", dkey) or _U32.pack(0))[0],
                 status=record.status,
             )
-    entry = MailboxEntry(seq, op.signal, op.payload, op.dedup_key, op.at)
+    entry = MailboxEntry(seq, op.signal, op.payload, op.dedup_key, op.at, op.by, op.reason)
     delivered = _delivered(txn, record, entry)
     txn.put("mailbox", eid.encode() + b"\x00" + _U32.pack(seq), frame(encode_mail(entry)))
     txn.put("mailbox_seq", eid.encode(), _U32.pack(seq + 1))

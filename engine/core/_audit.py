@@ -153,12 +153,12 @@ def _entries_of(event: Event) -> list[tuple[str, dict[str, Any]]]:
             deadline = None if event.deadline is None else from_ms(event.deadline).isoformat()
             return [("signal_waiting", {"signal": event.signal, "deadline": deadline})]
         case SignalReceived():
-            return [("signal_delivered", {"signal": event.signal})]
+            return [("signal_delivered", {"signal": event.signal, **_sender(event)})]
         case SignalTimedOut():
             return [("signal_timed_out", {"signal": event.signal})]
         case SignalRejected():
             brief = {"signal": event.signal, "expected": event.expected}
-            return [("signal_rejected", {**brief, "error": _brief(event.error)})]
+            return [("signal_rejected", {**brief, "error": _brief(event.error), **_sender(event)})]
         case Emitted():
             return [("emitted", {"event": event.event, "payload": event.payload})]
         case SwitchEvaluated():
@@ -187,6 +187,13 @@ def _entries_of(event: Event) -> list[tuple[str, dict[str, Any]]]:
                 )
             ]
     return _composed_entries(event)
+
+
+def _sender(event: SignalReceived | SignalRejected) -> dict[str, Any]:
+    """``by`` and ``reason`` of a signal whose sender gave them (an operator's)."""
+    if event.by is None and event.reason is None:
+        return {}
+    return {"by": event.by, "reason": event.reason}
 
 
 def _composed_entries(event: Event) -> list[tuple[str, dict[str, Any]]]:

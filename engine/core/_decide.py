@@ -260,6 +260,8 @@ def signal_outcome(
                 mailbox_seq=entry.seq,
                 expected=expected,
                 error={"type": "durably.SignalPayloadError", "message": why},
+                by=entry.by,
+                reason=entry.reason,
             )
             return rejected, ops
         received = SignalReceived(
@@ -268,6 +270,8 @@ def signal_outcome(
             signal=waiting.signal,
             payload=entry.payload,
             mailbox_seq=entry.seq,
+            by=entry.by,
+            reason=entry.reason,
         )
         return received, ops
     if deadline is not None and now >= deadline:

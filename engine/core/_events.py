@@ -134,6 +134,9 @@ class SignalReceived(Event):
     signal: str
     payload: Any
     mailbox_seq: int
+    #: Who sent it and why, when the sender said (an operator, from the dashboard or CLI).
+    by: str | None = None
+    reason: str | None = None
 
 
 @attrs.frozen
@@ -158,6 +161,8 @@ class SignalRejected(Event):
     mailbox_seq: int
     expected: str
     error: dict[str, Any]
+    by: str | None = None
+    reason: str | None = None
 
 
 @attrs.frozen

@@ -149,6 +149,9 @@ class MailboxEntry:
     #: sent at or before its deadline. ``None`` (an entry written before durably kept it)
     #: counts as sent in time.
     at: int | None = None
+    #: Who sent it and why, if the sender said; the wait's event records them.
+    by: str | None = None
+    reason: str | None = None
 
 
 class SignalOutcome(enum.Enum):
@@ -235,6 +238,9 @@ class PutSignal:
     dedup_key: str | None = None
     #: When the sender sent it (its engine clock, epoch ms); kept with the entry.
     at: int | None = None
+    #: Who sent it and why (an operator's signal), kept with the entry for the audit trail.
+    by: str | None = None
+    reason: str | None = None
 
 
 @attrs.frozen

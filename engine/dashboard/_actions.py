@@ -2,9 +2,9 @@
 
 Each action runs through the store's face (``operate``, ``signal``,
 ``pause_schedule``...), so the store's worker carries it out, and it is recorded in the
-execution's log with ``by`` (the session's operator name) and ``reason``. A signal has
-no ``by`` in the log (``signal`` takes none): the dashboard's own log line records who
-sent it and why.
+execution's log with ``by`` (the session's operator name) and ``reason``. A signal
+carries them with it: the event of the wait that takes it records them, so the trail
+shows who sent it and why.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Actions:
         query: dict[str, str] = {"done": action}
         try:
             if action == "signal":
-                query["delivery"] = await self._signal(execution_id, form)
+                query["delivery"] = await self._signal(execution_id, form, by, reason)
             elif action == "skip_step":
                 step_id = form.get("step_id", "").strip()
                 if not step_id:
@@ -110,13 +110,15 @@ class Actions:
         url = self.render.url(request, "execution", query, execution_id=execution_id)
         return RedirectResponse(url, 303)
 
-    async def _signal(self, execution_id: str, form: dict[str, str]) -> str:
+    async def _signal(self, execution_id: str, form: dict[str, str], by: str, reason: str) -> str:
         name = form.get("name", "").strip()
         if not name:
             _fail(400, "give the signal's name")
         payload = _json_field(form.get("payload", ""), "the payload")
         dedup = form.get("dedup_key", "").strip() or None
-        outcome = await self.dashboard.face().signal(execution_id, name, payload, dedup_key=dedup)
+        outcome = await self.dashboard.face().signal(
+            execution_id, name, payload, dedup_key=dedup, by=by, reason=reason
+        )
         if not outcome.accepted:
             raise OperatorError(f"signal {name!r} was rejected: {outcome.reason}")
         return outcome.delivery.value

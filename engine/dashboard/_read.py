@@ -20,7 +20,7 @@ from durably.stores import ACTIVE_STATUSES, ExecutionRecord, Store
 from ..core._audit import AuditEntry, audit_trail
 from ..core._errors import CorruptRecordError, StoreError
 from ..core._events import Event, decode_all
-from ..core._records import quarantined_record
+from ..core._records import MailboxEntry, quarantined_record
 from ..core._steps import ChildView, StepView, children_of, published_of, steps_of
 from ..core._types import Execution
 
@@ -33,6 +33,8 @@ CHUNK = 500
 ID_MARGIN_MS = 24 * 3600 * 1000
 #: At most this many executions per section of the attention page.
 SECTION_CAP = 100
+#: The most mailbox entries an execution's page lists.
+_MAX_MAIL = 50
 #: Error types the engine gives executions it gave up on by itself.
 DEAD_LETTER = "durably.CrashLoop"
 QUARANTINE = "durably.CorruptRecordError"
@@ -282,6 +284,8 @@ class Detail:
     events: int
     #: Why the log could not be read (it is corrupt), if it could not.
     log_error: str | None = None
+    #: Signals sent and not yet taken (the first ``_MAX_MAIL``), with who sent them and why.
+    mailbox: list[MailboxEntry] = attrs.field(factory=list)
 
     @property
     def compensations(self) -> list[StepView]:
@@ -307,6 +311,10 @@ def detail(store: Store, execution_id: str) -> Detail | None:
         events: list[Event] = decode_all(raws, execution_id)
     except StoreError as exc:
         return Detail(execution, record, [], [], [], {}, 0, log_error=str(exc))
+    try:
+        mailbox = store.mailbox(execution_id)[:_MAX_MAIL]
+    except StoreError:
+        mailbox = []  # a damaged entry: `durably check` names it; the page still shows
     return Detail(
         execution,
         record,
@@ -315,6 +323,7 @@ def detail(store: Store, execution_id: str) -> Detail | None:
         children_of(events),
         published_of(events),
         len(raws),
+        mailbox=mailbox,
     )
 
 

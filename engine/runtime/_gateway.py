@@ -33,6 +33,7 @@ from durably.stores import (
 
 from ..core import _codec
 from ..core._errors import (
+    ConfigurationError,
     CorruptRecordError,
     DurablyError,
     ExecutionCancelledError,
@@ -346,22 +347,29 @@ class Gateway(Exchange, Enqueuing):
         payload: Any = None,
         *,
         dedup_key: str | None = None,
+        by: str | None = None,
+        reason: str | None = None,
     ) -> SignalReceipt:
         """Send ``signal`` to an execution; say whether it was delivered, buffered or not.
 
         ``DELIVERED``: the open wait takes this very signal (``decide.receipt``). A signal
         for a finished execution is rejected with the reason; for an unknown execution it
         raises ``UnknownExecutionError``; a repeated ``dedup_key`` is rejected as a duplicate.
+        ``by`` and ``reason`` (an operator's signal) travel with it into the event of the
+        wait that takes it, so the audit trail shows who sent it and why.
         """
         self._check_running()
         sig = signal if isinstance(signal, Signal) else Signal(signal)
         if dedup_key is not None:
             _check_id(dedup_key, "dedup_key")
+        for what, text in (("by", by), ("reason", reason)):
+            if text is not None and not isinstance(text, str):
+                raise ConfigurationError(f"signal({what}=) must be text or None, not {text!r}")
         if not isinstance(execution_id, str) or "\x00" in execution_id or not execution_id:
             raise UnknownExecutionError(str(execution_id))
         shaped = _codec.check(payload, sig.payload_type, f"payload of signal {sig.name!r}")
         self._check_size(len(_codec.dump(shaped, "")), f"the payload of signal {sig.name!r}")
-        put = PutSignal(execution_id, sig.name, shaped, dedup_key, at=self.clock.now_ms())
+        put = PutSignal(execution_id, sig.name, shaped, dedup_key, self.clock.now_ms(), by, reason)
         result = (await self._committer.commit(self._noted(put, execution_id, INBOX_SIGNAL)))[0]
         receipt = receipt_of(result, execution_id, sig.name, dedup_key)
         if result.outcome is SignalOutcome.BUFFERED:

@@ -108,7 +108,17 @@ def restore_execution(store: Store, snapshot: ExecutionSnapshot) -> str:
     for seq in range(top):
         entry = pending.get(seq)
         if entry is not None:
-            ops.append(PutSignal(eid, entry.signal, entry.payload, entry.dedup_key, entry.at))
+            ops.append(
+                PutSignal(
+                    eid,
+                    entry.signal,
+                    entry.payload,
+                    entry.dedup_key,
+                    entry.at,
+                    entry.by,
+                    entry.reason,
+                )
+            )
         else:
             ops += [PutSignal(eid, "durably.restored", None), TakeSignal(eid, seq)]
     ops.append(PutExecution(record))

@@ -286,9 +286,10 @@ def test_signal_payload_must_be_json(fresh: Seeded) -> None:
             await http.post(url, data={**base, "payload": "NaN"}),
             await http.post(url, data={**base, "payload": '{"ok": true}'}),
             await http.post(url, data={**base, "name": "durably.cancel", "payload": "1"}),
+            await http.get(f"/executions/{waiter}"),
         ]
 
-    broken, nan, sent, reserved = serve(create_app(path), scenario)
+    broken, nan, sent, reserved, page = serve(create_app(path, operator="erin"), scenario)
     assert broken.status_code == 400 and "the payload is not valid JSON" in broken.text
     assert nan.status_code == 400 and "NaN is not JSON" in nan.text
     assert sent.status_code == 303
@@ -301,9 +302,12 @@ def test_signal_payload_must_be_json(fresh: Seeded) -> None:
 
     store = LmdbStore(path, readonly=True)
     try:
-        assert [(m.signal, m.payload) for m in store.mailbox(waiter)] == [("approve", {"ok": True})]
+        mail = [(m.signal, m.payload, m.by, m.reason) for m in store.mailbox(waiter)]
     finally:
         store.close()
+    # Who sent it and why travel with it; the page lists it until a wait takes it.
+    assert mail == [("approve", {"ok": True}, "erin", "checked by hand")]
+    assert 'id="mailbox-table"' in page.text and "checked by hand" in page.text
 
 
 def test_skip_step_force_fail_and_refused_actions(fresh: Seeded) -> None:

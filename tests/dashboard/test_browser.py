@@ -224,7 +224,10 @@ def test_operator_retries_a_failed_execution_in_a_real_browser(
     browser.find_element(By.CSS_SELECTOR, "#signal-form button").click()
     wait.until(lambda _: status() == "completed")
     assert '"approved": true' in browser.find_element(By.ID, "result").text
-    assert read_back(world["store"], world["waiting"])[0].result == {"approved": True}
+    taken, trail = read_back(world["store"], world["waiting"])
+    assert taken.result == {"approved": True}
+    delivered = next(e for e in trail if e.kind == "signal_delivered")
+    assert (delivered.data["by"], delivered.data["reason"]) == ("alice", "ok by phone")
 
     # Live: a page left open follows the execution as another process signals it.
     watched = world["watched"]
