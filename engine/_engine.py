@@ -175,6 +175,7 @@ class Engine(Gateway):
             ScheduleHost(self._parts, self._start, lambda: self._closing)
         )
         supervisor = Supervisor(self._parts, self._schedules.due, self._queues)
+        scheduler.on_timer = supervisor.on_timer
         supervisor.bus = self._bus
         self._supervisor, self._scheduler = supervisor, scheduler
         store_path = getattr(self.store, "path", None)

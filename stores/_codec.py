@@ -80,11 +80,7 @@ def decode_record(
     body: bytes, what: str = "a record", execution_id: str | None = None
 ) -> ExecutionRecord:
     try:
-        data = orjson.loads(body)
-        timer = data.get("timer")
-        if timer is not None:
-            data["timer"] = (timer[0], timer[1])
-        return ExecutionRecord(**data)
+        return ExecutionRecord.from_fields(orjson.loads(body))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise _unreadable(what, exc, execution_id) from exc
 

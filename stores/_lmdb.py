@@ -20,11 +20,11 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import dropwhile
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, TypeVar, cast
 
 import lmdb
 
@@ -38,10 +38,11 @@ from durably.core._errors import (
 )
 
 from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout, _queues
+from . import _layout, _queues, _scans
 from ._apply import apply_ops
 from ._flock import holder, try_lock
 
+T = TypeVar("T")
 log = logging.getLogger("durably")
 _MIB = 1 << 20
 #: Free space under which an I/O error at commit is reported as a full disk.
@@ -376,9 +377,31 @@ class LmdbStore:
         after: str | None = None,
         limit: int | None = None,
     ) -> list[ExecutionRecord]:
-        out: list[ExecutionRecord] = []
         if limit is not None and limit <= 0:
-            return out
+            return []
+
+        def page(view: _LmdbTxn, after: str | None) -> Iterator[tuple[str, ExecutionRecord]]:
+            for record in _layout.iter_executions(view, status, after):
+                if workflow is None or record.workflow == workflow:
+                    yield record.id, record
+
+        return self._listing(status, after, limit, page)
+
+    def list_fields(self, status: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        def page(view: _LmdbTxn, after: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+            for fields in _scans.iter_fields(view, status, after):
+                yield fields["id"], fields
+
+        return self._listing(status, after, limit, page)
+
+    def _listing(
+        self,
+        status: str | None,
+        after: str | None,
+        limit: int | None,
+        page: Callable[[_LmdbTxn, str | None], Iterator[tuple[str, T]]],
+    ) -> list[T]:
+        out: list[T] = []
         what = f"listing {status or 'all'} executions"
         unreadable: set[bytes] = set()
         while True:
@@ -386,12 +409,11 @@ class LmdbStore:
             try:
                 with self._read(None, what) as txn:
                     view = _LmdbTxn(txn, self._dbs)
-                    for record in _layout.iter_executions(view, status, after):
-                        after = record.id
-                        if workflow is None or record.workflow == workflow:
-                            out.append(record)
-                            if limit is not None and len(out) >= limit:
-                                break
+                    for eid, item in page(view, after):
+                        after = eid
+                        out.append(item)
+                        if limit is not None and len(out) >= limit:
+                            break
                     return out
             except StoreCorruptError:
                 # One record's page is damaged, and LMDB failed the whole transaction:
@@ -409,6 +431,10 @@ class LmdbStore:
     def mailbox(self, execution_id: str) -> list[MailboxEntry]:
         with self._read(execution_id, "the mailbox") as txn:
             return _layout.mailbox(_LmdbTxn(txn, self._dbs), execution_id)
+
+    def mailboxes(self) -> dict[str, list[MailboxEntry] | CorruptRecordError]:
+        with self._read(None, "reading every mailbox") as txn:
+            return _scans.mailboxes(_LmdbTxn(txn, self._dbs))
 
     def find_idempotent(self, workflow: str, key: str) -> str | None:
         with self._read(None, "reading the idempotency index") as txn:

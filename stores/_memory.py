@@ -7,13 +7,14 @@ half-way is rolled back from an undo log, so atomicity holds here too.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from durably.core._errors import StoreClosedError
+from durably.core._errors import CorruptRecordError, StoreClosedError
 
 from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout, _queues
+from . import _layout, _queues, _scans
 from ._apply import apply_ops
 
 
@@ -135,11 +136,17 @@ class MemoryStore:
     ) -> list[ExecutionRecord]:
         return _layout.list_executions(self._txn(), status, workflow, after, limit)
 
+    def list_fields(self, status: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        return list(itertools.islice(_scans.iter_fields(self._txn(), status, after), limit))
+
     def due_timers(self, before_ms: int, limit: int | None = None) -> list[Timer]:
         return _layout.due_timers(self._txn(), before_ms, limit)
 
     def mailbox(self, execution_id: str) -> list[MailboxEntry]:
         return _layout.mailbox(self._txn(), execution_id)
+
+    def mailboxes(self) -> dict[str, list[MailboxEntry] | CorruptRecordError]:
+        return _scans.mailboxes(self._txn())
 
     def find_idempotent(self, workflow: str, key: str) -> str | None:
         return _layout.find_idempotent(self._txn(), workflow, key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ..core._errors import CorruptRecordError
 from ..core._records import ExecutionRecord, MailboxEntry, Op, Timer
 
 
@@ -57,12 +58,23 @@ class Store(Protocol):
         """
         ...
 
+    def list_fields(self, status: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """``list_executions(status=...)`` as each record's stored fields by name (sparse
+        ones may be absent; ``timer`` a list), checked as it is: for recovery, which
+        reads every active record and looks at few of their fields."""
+        ...
+
     def due_timers(self, before_ms: int, limit: int | None = None) -> list[Timer]:
         """Timers due strictly before ``before_ms``, earliest first."""
         ...
 
     def mailbox(self, execution_id: str) -> list[MailboxEntry]:
         """The execution's buffered signals, oldest first."""
+        ...
+
+    def mailboxes(self) -> dict[str, list[MailboxEntry] | CorruptRecordError]:
+        """Every execution's buffered signals, read in one pass (recovery's read); an
+        execution whose entries are damaged maps to the ``CorruptRecordError``."""
         ...
 
     def find_idempotent(self, workflow: str, key: str) -> str | None:

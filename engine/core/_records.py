@@ -107,6 +107,15 @@ class ExecutionRecord:
     #: The W3C ``traceparent`` of the span its start was made in (``durably[otel]``).
     trace: str | None = None
 
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> ExecutionRecord:
+        """The record of stored fields (``Store.list_fields``), which it takes over (its
+        ``timer`` becomes a tuple in place); ``TypeError`` if they are not a record's."""
+        timer = data.get("timer")
+        if timer is not None:
+            data["timer"] = (timer[0], timer[1])
+        return cls(**data)
+
 
 def quarantined_record(execution_id: str, error: Exception) -> ExecutionRecord:
     """What a listing (and the engine) shows for an execution whose record cannot be read.

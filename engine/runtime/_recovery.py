@@ -29,9 +29,9 @@ from ..core._consistency import (
     timeout_in_window,
     timeout_window,
 )
-from ..core._errors import CorruptRecordError, StoreCorruptError
+from ..core._errors import CorruptRecordError, StoreCorruptError, StoreError
 from ..core._history import TIMEOUT_TIMER
-from ..core._records import CANCEL_SIGNAL, cancel_args
+from ..core._records import CANCEL_SIGNAL, MailboxEntry, cancel_args
 from ..core._status import TERMINAL
 from ._ports import Parts
 from ._queues import QueueManager
@@ -39,6 +39,7 @@ from ._queues import QueueManager
 log = logging.getLogger("durably")
 
 _PAGE = 1000
+_NONE: frozenset[str] = frozenset()
 
 
 @attrs.frozen
@@ -60,6 +61,26 @@ class RecoveryReport:
     timer key, an unreadable mailbox): failed, with the reason; the rest run."""
     queued: int = 0
     """Executions waiting for their queue, handed back to it."""
+
+
+def _record(fields: dict[str, Any]) -> ExecutionRecord:
+    try:
+        return ExecutionRecord.from_fields(fields)
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(
+            f"the record of execution {fields['id']} does not decode ({exc})",
+            execution_id=fields["id"],
+        ) from None
+
+
+def _advances(status: str, after: str | None, last: str) -> None:
+    """Pages follow id order; one that does not advance comes from a damaged table, and
+    would be read again forever."""
+    if after is not None and last <= after:
+        raise StoreCorruptError(
+            f"listing {status} executions does not advance past {after}: the store's "
+            "tables are damaged; run `durably check` and restore the store from a backup"
+        )
 
 
 class RecoveryHost(Protocol):
@@ -91,20 +112,31 @@ class Recovery:
         self.quarantined: list[str] = []
         self.backstops: list[Timer] = []
         self.index = TimerIndex(())
+        self.mail: dict[str, list[MailboxEntry] | CorruptRecordError] | None = None
 
     def run(self) -> RecoveryReport:
         loaded = self.store.due_timers(NEVER_MS)
         self.index = TimerIndex(loaded)
         try:
+            # One pass over the mailboxes instead of a read per execution: most have none.
+            self.mail = self.store.mailboxes()
+        except StoreError as exc:
+            log.error("%s; recovery reads each execution's mailbox instead", exc)
+            self.mail = None
+        try:
             for status in ACTIVE_STATUSES:
-                for record in self._pages(status):
-                    self._one(record, again=False)
+                for fields in self._fields(status):
+                    try:
+                        self._one(fields, again=False)
+                    except CorruptRecordError as exc:
+                        # As a listing does: the execution shows it quarantined when read.
+                        log.error("recovery skipped execution %s: %s", fields["id"], exc)
         except StoreCorruptError as exc:
             log.error("%s; recovery reads every record instead", exc)
             self.parked = 0  # counted again below; the executions resumed stay resumed
-            for record in self._pages(None):
+            for record in self._pages():
                 if record.status in ACTIVE_STATUSES:
-                    self._one(record, again=True)
+                    self._one(attrs.asdict(record, recurse=False), again=True)
         scheduler = self.host.parts.scheduler
         for timer in loaded:
             scheduler.arm(timer)
@@ -124,60 +156,80 @@ class Recovery:
             self.queued,
         )
 
-    def _pages(self, status: str | None) -> Iterator[ExecutionRecord]:
+    def _fields(self, status: str) -> Iterator[dict[str, Any]]:
+        """The stored fields of every record in ``status`` (``Store.list_fields``): most
+        are parked, and building their records would cost more than the rest of their
+        recovery."""
         after: str | None = None
-        while page := self.store.list_executions(status=status, after=after, limit=_PAGE):
-            if after is not None and page[-1].id <= after:
-                # Pages follow id order; one that does not advance comes from a damaged
-                # table, and would be read again forever.
-                raise StoreCorruptError(
-                    f"listing {status or 'all'} executions does not advance past {after}: "
-                    "the store's tables are damaged; run `durably check` and restore the "
-                    "store from a backup"
-                )
+        while page := self.store.list_fields(status, after, _PAGE):
+            last = page[-1]["id"]
+            _advances(status, after, last)
+            after = last
+            yield from page
+
+    def _pages(self) -> Iterator[ExecutionRecord]:
+        after: str | None = None
+        while page := self.store.list_executions(after=after, limit=_PAGE):
+            _advances("all", after, page[-1].id)
             after = page[-1].id
             yield from page
 
-    def _one(self, record: ExecutionRecord, *, again: bool) -> None:
+    def _one(self, fields: dict[str, Any], *, again: bool) -> None:
         host = self.host
-        eid = record.id
-        if record.status in TERMINAL or eid in host.live or eid in host.held:
+        eid, status = fields["id"], fields["status"]
+        if status in TERMINAL or eid in host.live or eid in host.held:
             return
         if again and eid in host.runq:
             return  # resumed by the first pass already
-        definition = host.parts.registry.get(record.workflow)
+        definition = host.parts.registry.get(fields["workflow"])
         if definition is None:
-            self.unknown.add(record.workflow)
+            self.unknown.add(fields["workflow"])
             return
-        try:
-            # One mailbox read answers both questions: a cancel request, and whether the
-            # awaited signal is already buffered.
-            mail = self.store.mailbox(eid)
-        except CorruptRecordError as exc:
-            self._quarantine(record, str(exc))
-            return
-        names = {e.signal for e in mail}
+        # Its mailbox answers both questions: a cancel request, and whether the awaited
+        # signal is already buffered. Most have none.
+        mail = self.mail.get(eid) if self.mail is not None else self._mailbox(eid)
+        names: frozenset[str] | set[str] = _NONE
+        if mail:
+            if isinstance(mail, CorruptRecordError):
+                self._quarantine(_record(fields), str(mail))
+                return
+            names = {e.signal for e in mail}
         if CANCEL_SIGNAL in names:
+            assert mail and not isinstance(mail, CorruptRecordError)
             cancel = next(e for e in mail if e.signal == CANCEL_SIGNAL)
             self.resumed += 1
             host.spawn(eid, cancel=cancel_args(cancel.payload))
-        elif record.status == "queued":
+        elif status == "queued":
             self.queued += 1
-            host.queues.offer(record)
-        elif record.status in ("pending", "running"):
+            host.queues.offer(_record(fields))
+        elif status in ("pending", "running"):
             self.resumed += 1
             host.spawn(eid)
-        elif record.status == "waiting" and record.waiting_signal in names:
+        elif status == "waiting" and fields.get("waiting_signal") in names:
             self.woken += 1
             host.spawn(eid)
-        elif (why := missing_wait_timer(record, self.index)) is not None:
-            self._quarantine(record, why)
+        elif (timer := fields.get("timer")) is not None and not self.index.has(
+            eid, timer[0], timer[1]
+        ):
+            record = _record(fields)
+            self._quarantine(record, missing_wait_timer(record, self.index) or "")
+        elif fields.get("queue") is None and definition.timeout is None:
+            self.parked += 1  # nothing more of its record to check or count
         else:
-            self.parked += 1
-            if record.queue is not None:
-                host.queues.admitted_before(record)  # it holds its place while it waits
-            if definition.timeout is not None:
-                self._check_timeout(record, definition.timeout)
+            self._parked(_record(fields), definition.timeout)
+
+    def _mailbox(self, eid: str) -> list[MailboxEntry] | CorruptRecordError:
+        try:
+            return self.store.mailbox(eid)
+        except CorruptRecordError as exc:
+            return exc
+
+    def _parked(self, record: ExecutionRecord, timeout_s: float | None) -> None:
+        self.parked += 1
+        if record.queue is not None:
+            self.host.queues.admitted_before(record)  # it holds its place while it waits
+        if timeout_s is not None:
+            self._check_timeout(record, timeout_s)
 
     def _check_timeout(self, record: ExecutionRecord, timeout_s: float) -> None:
         if timeout_in_window(record, self.index, timeout_s):

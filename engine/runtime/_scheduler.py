@@ -72,7 +72,9 @@ class Scheduler:
         self._store = store
         self._freeze_gc = freeze_gc
         self._clock = clock
-        self._on_timer = on_timer
+        #: Called for each due timer; replaceable until ``run`` (the engine hands it the
+        #: supervisor's bound method once that exists: no forwarding call per fire).
+        self.on_timer = on_timer
         self._batch = batch
         self._heap: list[_Key] = []
         self._armed: set[_Key] = set()
@@ -150,7 +152,7 @@ class Scheduler:
     async def _loop(self) -> None:
         heap = self._heap
         armed = self._armed
-        on_timer = self._on_timer
+        on_timer = self.on_timer
         on_late = self.on_late
         while True:
             now = self._clock.now_ms()

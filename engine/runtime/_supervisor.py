@@ -372,11 +372,14 @@ class Supervisor:
     def on_timer(self, due_ms: int, owner: str, timer_id: str) -> None:
         # Called for each of thousands of timers due together: a Timer is built only for
         # a schedule's fire, which needs one.
-        if owner.startswith("schedule:"):
+        actor = self.live.get(owner)
+        if actor is not None:
+            actor.wake_up()  # the common case, without spawn's call and checks
+        elif owner.startswith("schedule:"):
             if not self.closing:  # draining: the fire stays in the index for the next start
                 self._on_schedule_timer(Timer(due_ms, owner, timer_id))
-            return
-        self.spawn(owner)
+        else:
+            self.spawn(owner)
 
     def finished(self, execution_id: str, status: str) -> None:
         self._replayed_here.discard(execution_id)

@@ -10,7 +10,7 @@ import trio
 
 from durably.stores import ExecutionRecord, MailboxEntry, Op, Store, Timer
 
-from ..core._errors import StoreError
+from ..core._errors import CorruptRecordError, StoreError
 
 _CUT_MESSAGE = "durably.testing: the engine was stopped at this boundary"
 
@@ -68,11 +68,17 @@ class _CutStore:
             status=status, workflow=workflow, after=after, limit=limit
         )
 
+    def list_fields(self, status: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        return self.inner.list_fields(status, after, limit)
+
     def due_timers(self, before_ms: int, limit: int | None = None) -> list[Timer]:
         return self.inner.due_timers(before_ms, limit)
 
     def mailbox(self, execution_id: str) -> list[MailboxEntry]:
         return self.inner.mailbox(execution_id)
+
+    def mailboxes(self) -> dict[str, list[MailboxEntry] | CorruptRecordError]:
+        return self.inner.mailboxes()
 
     def find_idempotent(self, workflow: str, key: str) -> str | None:
         return self.inner.find_idempotent(workflow, key)

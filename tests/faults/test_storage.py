@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import orjson
 import pytest
 import trio
 from hypothesis import example, given, seed, settings, strategies as st
 
 import durably
 from durably.stores import LmdbStore
+from durably.stores._codec import frame
 
 from . import _damage
 from ._helpers import events, lmdb_engine
@@ -482,3 +484,51 @@ def _acks(worker: subprocess.Popen[str], count: int) -> list[str]:
         assert line, worker.stderr.read() if worker.stderr else "the worker died"
         out.append(line.split()[1])
     return out
+
+
+def _reframed(change: Any) -> Any:
+    """Rewrite a value's JSON body and frame it again: the checksum holds, the fields
+    are not what this durably writes (another version's, or a buggy writer's)."""
+
+    def rewrite(raw: bytearray) -> bytes:
+        body = orjson.loads(bytes(raw[5:]))
+        change(body)
+        return frame(orjson.dumps(body))
+
+    return rewrite
+
+
+async def test_08_records_and_mail_that_pass_their_checksum_but_do_not_decode(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Recovery reads records as fields and mailboxes in one pass: a bad field must cost
+    # only its own execution there too, as it does for a read of the record.
+    @durably.workflow("napper")
+    async def napper(ctx: durably.Context, tag: str) -> str:
+        await ctx.sleep(10, step_id="nap")
+        return tag
+
+    @durably.workflow("asker")
+    async def asker(ctx: durably.Context, tag: str) -> Any:
+        return await ctx.wait_for_signal("answer", step_id="ask")
+
+    store_dir = tmp_path / "s"
+    async with lmdb_engine(store_dir, [napper, asker]) as engine:
+        bad_timer = await engine.start(napper, "bad timer")
+        bad_field = await engine.start(napper, "unknown field")
+        bad_mail = await engine.start(asker, "bad mail")
+        fine = [await engine.start(napper, "fine"), await engine.start(asker, "fine")]
+        await trio.sleep(1)
+        await engine.signal(bad_mail, "unrelated", 1)  # buffered: it waits for "answer"
+    _rewrite(store_dir, "executions", bad_timer.encode(), _reframed(lambda d: d.update(timer=7)))
+    _rewrite(store_dir, "executions", bad_field.encode(), _reframed(lambda d: d.update(x=1)))
+    mail_key = bad_mail.encode() + b"\x00" + (0).to_bytes(4, "big")
+    _rewrite(store_dir, "mailbox", mail_key, _reframed(lambda d: d.update(by=12)))
+    async with lmdb_engine(store_dir, [napper, asker]) as engine:
+        assert (await engine.signal(fine[1], "answer", "yes")).accepted
+        assert [await engine.wait(e, timeout=60) for e in fine] == ["fine", "yes"]
+        with pytest.raises(durably.ExecutionFailedError, match="its sender is 12, not text"):
+            await engine.wait(bad_mail, timeout=60)
+        for eid in (bad_timer, bad_field):
+            view = await engine.get_execution(eid)
+            assert view.status is durably.Status.FAILED and "record is corrupt" in str(view.reason)
