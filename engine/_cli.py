@@ -57,7 +57,7 @@ def _row(execution: Execution) -> str:
     "--store",
     envvar="DURABLY_STORE",
     type=click.Path(file_okay=False),
-    help="Path of the store (or set DURABLY_STORE).",
+    help="Path of the store, or a postgresql:// DSN (or set DURABLY_STORE).",
 )
 @utc_option
 @click.version_option(package_name="durably")

@@ -26,13 +26,15 @@ from .core._errors import (
     DurablyError,
     PayloadError,
     StoreError,
+    StoreNotFoundError,
     UnknownExecutionError,
     UnknownScheduleError,
 )
 from .core._events import Event
 from .core._types import from_ms
 from .remote._client import Client
-from .stores import LmdbStore
+from .runtime._paths import is_dsn, open_store
+from .stores import LmdbStore, Store
 
 T = TypeVar("T")
 
@@ -55,10 +57,14 @@ class StoreRefused(click.ClickException):
     exit_code = EXIT_STORE
 
 
-def store_path(ctx: click.Context) -> Path:
+def store_path(ctx: click.Context) -> Path | str:
+    """The store given (``--store`` or ``DURABLY_STORE``): a directory holding a store, or
+    a PostgreSQL DSN (``postgresql://...``), given as it is to the client."""
     store = (ctx.obj or {}).get("store")
     if not store:
         raise BadUsage("no store given: pass --store PATH or set DURABLY_STORE")
+    if is_dsn(store):
+        return str(store)
     path = Path(store)
     if not (path / "data.mdb").exists():
         raise NotFound(f"no durably store at {path} (no data.mdb there)")
@@ -84,7 +90,7 @@ def run(
 
     try:
         return trio.run(main)
-    except (UnknownExecutionError, UnknownScheduleError) as exc:
+    except (UnknownExecutionError, UnknownScheduleError, StoreNotFoundError) as exc:
         raise NotFound(str(exc)) from None
     except StoreError as exc:
         raise StoreRefused(str(exc)) from None
@@ -168,12 +174,14 @@ def event_fields(event: Event, *, leave_out: frozenset[str] = _QUIET) -> str:
 _OFFERED = 50
 
 
-def _read_store(ctx: click.Context) -> LmdbStore | None:
+def _read_store(ctx: click.Context) -> Store | None:
     """The store a completion reads (read-only, beside a worker), or ``None``."""
     store = ctx.find_root().params.get("store") or os.environ.get("DURABLY_STORE")
-    if not store or not (Path(store) / "data.mdb").exists():
+    if not store or not (is_dsn(store) or (Path(store) / "data.mdb").exists()):
         return None
     try:
+        if is_dsn(store):
+            return open_store(store, face="Client", lock=False, create=False)
         return LmdbStore(store, readonly=True)
     except Exception:  # a completion offers nothing rather than a traceback in the shell
         return None

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .core._errors import ConfigurationError
+from .runtime._paths import is_dsn
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -97,8 +98,8 @@ def dashboard(
     store = store_opt or (ctx.obj or {}).get("store")
     if not store:
         raise click.UsageError("no store given: pass --store PATH or set DURABLY_STORE")
-    path = Path(store)
-    if not (path / "data.mdb").exists():
+    path: Path | str = store if is_dsn(store) else Path(store)
+    if isinstance(path, Path) and not (path / "data.mdb").exists():
         raise _NotFound(f"no durably store at {path} (no data.mdb there)")
     missing = [m for m in ("starlette", "jinja2", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
@@ -135,7 +136,7 @@ def dashboard(
 
 
 async def _serve(
-    app: Any, host: str, port: int, root_path: str, log_level: str, store: Path
+    app: Any, host: str, port: int, root_path: str, log_level: str, store: Path | str
 ) -> None:
     import uvicorn
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from .core._errors import StoreError
+from .runtime._paths import is_dsn
 from .stores._lmdb import LmdbStore
 from .stores._verify import verify_store
 
@@ -35,6 +36,13 @@ def _path(ctx: click.Context, store_opt: str | None) -> Path:
     store = store_opt or (ctx.obj or {}).get("store")
     if not store:
         click.echo("no store given: pass --store PATH or set DURABLY_STORE", err=True)
+        sys.exit(_EXIT_USAGE)
+    if is_dsn(store):
+        click.echo(
+            "durably check and durably backup read an LMDB store's files; for a PostgreSQL "
+            "store use the server's own tools (pg_dump, base backups, amcheck)",
+            err=True,
+        )
         sys.exit(_EXIT_USAGE)
     path = Path(store)
     if not (path / "data.mdb").exists():

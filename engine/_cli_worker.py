@@ -30,6 +30,7 @@ from ._worker import (
 )
 from ._worker_log import configure
 from .core._errors import DurablyError
+from .runtime._paths import is_dsn
 
 _LEVELS = ("debug", "info", "warning", "error")
 
@@ -43,7 +44,8 @@ log = logging.getLogger("durably.worker")
     "store_opt",
     default=None,
     type=click.Path(file_okay=False),
-    help="Path of the store (or durably --store PATH, or DURABLY_STORE); made if missing.",
+    help="Path of the store, or a postgresql:// DSN (or durably --store, or DURABLY_STORE); "
+    "made if missing.",
 )
 @click.option(
     "--grace",
@@ -117,7 +119,8 @@ def worker(
     configure("json" if log_format == "json" else "text", log_level)
     health = None if health_port is None else (health_host, health_port)
     metrics = None if metrics_port is None else (metrics_host, metrics_port)
-    config = WorkerConfig(Path(store), options, target, grace=grace, health=health, metrics=metrics)
+    where = store if is_dsn(store) else Path(store)
+    config = WorkerConfig(where, options, target, grace=grace, health=health, metrics=metrics)
     try:
         code = run_worker(config)
     except DurablyError as exc:  # in the log's own format from here on

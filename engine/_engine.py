@@ -39,7 +39,7 @@ from .runtime._describe import describe
 from .runtime._gateway import Gateway
 from .runtime._host import exit_nursery, require_trio
 from .runtime._operator import Operator
-from .runtime._paths import open_store, store_path
+from .runtime._paths import open_store, shared, store_path
 from .runtime._ports import Parts, ScheduleHost, Settings
 from .runtime._scheduler import Scheduler
 from .runtime._schedules import ScheduleManager
@@ -178,11 +178,10 @@ class Engine(Gateway):
         scheduler.on_timer = supervisor.on_timer
         supervisor.bus = self._bus
         self._supervisor, self._scheduler = supervisor, scheduler
-        store_path = getattr(self.store, "path", None)
-        if store_path is not None:
-            self._listener = Listener(
-                supervisor, self._answer, worker_socket_path(store_path), self._poll_interval
-            )
+        if shared(self.store):  # other processes write it: drain the inbox they fill
+            store_path = getattr(self.store, "path", None)
+            sock = None if store_path is None else worker_socket_path(store_path)
+            self._listener = Listener(supervisor, self._answer, sock, self._poll_interval)
             supervisor.on_finished = self._listener.finished
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()

@@ -57,7 +57,7 @@ class WorkerLoadError(DurablyError):
 
 @attrs.frozen
 class WorkerConfig:
-    store: Path
+    store: Path | str  # a directory, or a PostgreSQL DSN
     options: dict[str, Any]
     target: str
     grace: float = 30.0

@@ -1,9 +1,13 @@
 """durably's storage layer: the ``Store`` protocol and its two implementations.
 
 ``LmdbStore`` is the durable default; ``MemoryStore`` has the same semantics without
-durability (tests, development). Both run one layout (``_layout.py``), so one conformance
-suite (``durably.testing.check_store``) covers both.
+durability (tests, development); ``PostgresStore`` keeps the store in a PostgreSQL
+database (``durably[postgres]``: imported on first use, so that this package never needs
+psycopg). All run one layout (``_layout.py``), so one conformance suite
+(``durably.testing.check_store``) covers them all.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ..core._records import (
     ACTIVE_STATUSES as ACTIVE_STATUSES,
@@ -42,6 +46,18 @@ from ..core._records import (
 from ._lmdb import LmdbStore as LmdbStore
 from ._memory import MemoryStore as MemoryStore
 from ._protocol import Store as Store
+
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore as PostgresStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":  # psycopg is imported only by whoever asks for it
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTIVE_STATUSES",

@@ -206,6 +206,16 @@ class StoreLockedError(StoreError):
     """Another worker process already holds the store at this path."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's database server cannot be reached (not running, a wrong address, the
+    connection lost); nothing of the call was acknowledged. The message names the server."""
+
+
+class StoreVersionError(StoreError):
+    """The store was written by a newer durably than this one (its schema version is
+    newer); nothing was changed. Upgrade durably to open it."""
+
+
 class StoreFullError(StoreError):
     """The disk (or the configured map ceiling) is full; nothing was acknowledged."""
 

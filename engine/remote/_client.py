@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import trio
 
 from durably.stores import ExecutionRecord, Store
-from durably.stores._flock import try_lock
 
 from ..core._audit import AuditEntry, audit_trail
 from ..core._calls import check_call
@@ -32,7 +30,7 @@ from ..runtime._commit import Committer
 from ..runtime._gateway import Gateway
 from ..runtime._host import exit_nursery, require_trio
 from ..runtime._operator import Operator
-from ..runtime._paths import open_store, store_path
+from ..runtime._paths import open_store, shared, store_path, try_worker_lock, where
 from ..runtime._ports import Parts, ScheduleHost, Settings
 from ..runtime._scheduler import Scheduler
 from ..runtime._schedules import ScheduleManager
@@ -96,8 +94,8 @@ class Client(Gateway):
         self._channel = ClientChannel(
             None if store_path is None else _wire.worker_socket_path(store_path)
         )
-        # Only a store with a path has a worker in another process to tell.
-        self._notifies_worker = store_path is not None
+        # Only a store other processes write has a worker in another process to tell.
+        self._notifies_worker = shared(self.store)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         try:
@@ -166,14 +164,14 @@ class Client(Gateway):
         the store's worker, or here when no worker holds the store (its lock is held
         meanwhile, so none starts). Both ways the arguments pass the worker's checks."""
         check_call(method, wire)
-        store_path = getattr(self.store, "path", None)
-        lock = None if store_path is None else try_lock(Path(store_path))
-        if store_path is None or lock is not None:
+        if not shared(self.store):
+            return await local()
+        lock = try_worker_lock(self.store)
+        if lock is not None:
             try:
                 return await local()
             finally:
-                if lock is not None:
-                    lock.close()
+                lock.close()
         return await self._channel.call(
             self._committer.commit,
             self.clock.now_ms,
@@ -181,7 +179,7 @@ class Client(Gateway):
             wire,
             max_payload_bytes=self._settings.max_payload_bytes,
             poll_interval=self._poll_interval,
-            store_path=str(store_path),
+            store_path=where(self.store),
         )
 
     # --- reading and operating ---

@@ -113,27 +113,34 @@ class Listener:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         sock = await self._bind()
         stop = threading.Event()
-        poller: threading.Thread | None = None
+        threads: list[threading.Thread] = []
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._drain_loop)
                 if sock is not None:
                     nursery.start_soon(self._receive_loop, sock)
-                if self.path is not None:
-                    # Only a store with a path can be written by another process.
-                    poller = threading.Thread(
-                        target=self._poll,
-                        args=(stop, trio.lowlevel.current_trio_token()),
-                        name="durably-inbox-poll",
-                        daemon=True,
+                token = trio.lowlevel.current_trio_token()
+                # (A listener is made only for a store that other processes write.)
+                threads.append(
+                    threading.Thread(
+                        target=self._poll, args=(stop, token), name="durably-inbox-poll"
                     )
-                    poller.start()
+                )
+                # A store that hears of clients' writes itself (PostgreSQL's NOTIFY).
+                listen = getattr(self._store, "listen_for_inbox", None)
+                if listen is not None:
+                    args = (self._hint(token), stop)
+                    name = "durably-inbox-listen"
+                    threads.append(threading.Thread(target=listen, args=args, name=name))
+                for thread in threads:
+                    thread.daemon = True
+                    thread.start()
                 task_status.started()
         finally:
             stop.set()
-            if poller is not None:
-                poller.join()  # at most one inbox read: the store closes after this
+            for thread in threads:
+                thread.join()  # at most one inbox read each: the store closes after this
             self._nursery = None
             self._sender.close()
             if sock is not None:
@@ -170,6 +177,15 @@ class Listener:
     def kick(self) -> None:
         """Look at the inbox soon (a datagram arrived, or the periodic look found work)."""
         self._kicked.set()
+
+    def _hint(self, token: trio.lowlevel.TrioToken) -> Callable[[], None]:
+        """A ``kick`` callable from any thread (a no-op once the run is over)."""
+
+        def hint() -> None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self.kick)
+
+        return hint
 
     def _poll(self, stop: threading.Event, token: trio.lowlevel.TrioToken) -> None:
         """The periodic look, on a thread of its own in real time: it does not depend on

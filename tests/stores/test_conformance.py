@@ -28,6 +28,14 @@ def test_lmdb_store_conforms_unsynced_and_tiny_map(tmp_path: Path) -> None:
     check_store(lambda: LmdbStore(tmp_path / f"s{next(counter)}", map_size=64 << 10, sync=False))
 
 
+def test_postgres_store_conforms(postgres_dsn: str) -> None:
+    """Each check in a schema of its own: a new, empty store in the test's database."""
+    from durably.stores import PostgresStore
+
+    counter = itertools.count()
+    check_store(lambda: PostgresStore(postgres_dsn, schema=f"s{next(counter)}"))
+
+
 # --- the suite has teeth: each broken store below must be caught, by the right check ---
 
 
