@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import _aio, _baselines, _client_signal, _peers, _queue, _scenarios
+from . import _aio, _baselines, _client_signal, _peers, _queue, _scenarios, _sweep
 from ._scenarios import Bench, Measured
 
 FULL = {
@@ -503,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--markdown", metavar="REPORT", help="print a saved JSON report as a Markdown table"
     )
+    _sweep.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.sweep:
+        return _sweep.run(args, argv, machine)
     if args.markdown:
         with open(args.markdown) as fh:
             print(markdown(json.load(fh)))

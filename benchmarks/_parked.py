@@ -1,7 +1,8 @@
 """Parked memory, run in a process of its own so that its peak RSS is its alone.
 
-``python -m benchmarks._parked PATH N LIVE`` starts ``N`` executions that wait for a
-signal on an engine with ``max_live_executions=LIVE`` over an LmdbStore at ``PATH``, waits
+``python -m benchmarks._parked PATH N LIVE [MAP_SIZE]`` starts ``N`` executions that wait
+for a signal on an engine with ``max_live_executions=LIVE`` over an LmdbStore at ``PATH``
+(its map ``MAP_SIZE`` bytes, 1 GiB unless given: a million executions need more), waits
 until every one is durably waiting, and prints one JSON line: RSS with the engine open
 and nothing started (the floor), the process's peak RSS, and the setup time. The store is
 left in place: the recovery scenario restarts an engine over it.
@@ -33,8 +34,8 @@ def _status_kb(field: str) -> int:
     return 0
 
 
-async def _main(path: str, n: int, live: int) -> dict[str, float]:
-    store = LmdbStore(path, map_size=1 << 30)
+async def _main(path: str, n: int, live: int, map_size: int) -> dict[str, float]:
+    store = LmdbStore(path, map_size=map_size)
     try:
         async with durably.Engine(store, workflows=ALL, max_live_executions=live) as engine:
             idle_kb = _status_kb("VmRSS")
@@ -70,5 +71,6 @@ async def _main(path: str, n: int, live: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    result = trio.run(_main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    map_size = int(sys.argv[4]) if len(sys.argv) > 4 else 1 << 30
+    result = trio.run(_main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), map_size)
     print(json.dumps(result))

@@ -168,3 +168,70 @@ def test_queue_scenario_reports_its_figures_and_keeps_the_limits(tmp_path: Path)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()}
     assert rows["queue_admit_p99"].endswith("| none (reported) | - |")
     assert rows["queue_rate_max"].endswith("| <= 1 x limit | yes |")
+
+
+#: The quick sweep's two smallest points of each curve (benchmarks/_sweep.py QUICK).
+SWEEP_POINTS = {
+    "concurrency": [1, 10],
+    "replay": [500, 2000],
+    "recovery": [1000, 5000],
+    "timers": [200, 1000],
+}
+
+
+def test_quick_sweep_writes_every_curve_and_its_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report_path, images, scratch = tmp_path / "sweep.json", tmp_path / "images", tmp_path / "s"
+    scratch.mkdir()
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "--sweep", "--quick", "--points", "2"),
+            *("--dir", str(scratch), "--output", str(report_path), "--images", str(images)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert report["complete"] and report["repeats"] == 1
+    assert set(report["curves"]) == set(SWEEP_POINTS)
+    for name, curve in report["curves"].items():
+        points = curve["points"]
+        assert [p[curve["x"]] for p in points] == SWEEP_POINTS[name], name
+        for p in points:
+            for key in curve["y"]:
+                assert math.isfinite(p[key]) and p[key] > 0, (name, key)
+        assert all(len(slopes) == 1 for slopes in curve["growth"].values()), name
+    recovery = report["curves"]["recovery"]
+    # Every waiting execution was recovered parked; the bound is judged at 1,000,000 only.
+    assert [p["runs"][0]["parked"] for p in recovery["points"]] == SWEEP_POINTS["recovery"]
+    assert recovery["bound"]["holds"] is None
+    assert sorted(p.name for p in images.iterdir()) == [
+        f"sweep-{n}.png" for n in sorted(SWEEP_POINTS)
+    ]
+    for png in images.iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png.name
+    assert list(scratch.iterdir()) == []  # every store was deleted
+    assert "replay" in proc.stdout and "plot: " in proc.stdout
+
+
+def test_sweep_without_matplotlib_says_how_to_install_it(tmp_path: Path) -> None:
+    """Without matplotlib the sweep stops before measuring anything, naming the extra."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['matplotlib'] = None\n"
+            "from benchmarks.__main__ import main\n"
+            f"sys.exit(main(['--sweep', '--quick', '--output', {str(tmp_path / 'r.json')!r}]))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "pip install -e '.[bench]'" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
