@@ -32,6 +32,7 @@ from .core._records import OPERATOR_ACTIONS, SCHEDULE_CALLS
 from .core._workflow import WorkflowDefinition
 from .remote._listener import Listener
 from .remote._wire import worker_socket_path
+from .runtime import _gc
 from .runtime._bus import Bus, Subscription
 from .runtime._clock import Clock
 from .runtime._commit import CommitStatistics, Committer
@@ -93,6 +94,8 @@ class Engine(Gateway):
     lets the scheduler ``gc.freeze()`` while a burst of 1,000 or more due timers fires,
     so the cyclic collector does not walk the woken executions mid-burst (off: the
     collector is never touched; it is also left alone if the host froze objects itself);
+    ``gc_threshold`` raises the cyclic collector's first threshold to at least that while
+    the engine runs (``None``: leave it as the host set it; see ``runtime/_gc.py``);
     ``queues`` declares the durable queues this worker admits for (``durably.Queue``:
     ``enqueue`` on another name raises ``UnknownQueueError``); ``telemetry`` turns on
     OpenTelemetry spans and metrics (``durably[otel]``): ``True`` records through the
@@ -118,11 +121,19 @@ class Engine(Gateway):
         max_replay_seconds: float | None = 60.0,
         store_retry_seconds: float = 1.0,
         freeze_gc_in_bursts: bool = True,
+        gc_threshold: int | None = 20_000,
         queues: Iterable[Queue] = (),
         telemetry: bool | Telemetry = False,
     ) -> None:
         self._telemetry = _telemetry(telemetry)
         self._freeze_gc = freeze_gc_in_bursts
+        if gc_threshold is not None and (
+            not isinstance(gc_threshold, int) or isinstance(gc_threshold, bool) or gc_threshold < 1
+        ):
+            raise ConfigurationError(
+                f"gc_threshold must be a positive int or None, not {gc_threshold!r}"
+            )
+        self._gc_threshold = gc_threshold
         self._queues = _check_queues(queues)
         settings = Settings(
             max_live_executions=max_live_executions,
@@ -183,6 +194,8 @@ class Engine(Gateway):
             sock = None if store_path is None else worker_socket_path(store_path)
             self._listener = Listener(supervisor, self._answer, sock, self._poll_interval)
             supervisor.on_finished = self._listener.finished
+        if self._gc_threshold is not None:
+            _gc.hold(self._gc_threshold)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
         self._running = True
@@ -202,6 +215,7 @@ class Engine(Gateway):
             try:  # the start's own error, unwrapped (a damaged store says so plainly)
                 await exit_nursery(self._nursery_cm, type(exc), exc, exc.__traceback__)
             finally:
+                self._release_gc()
                 if self._owns_store:
                     self.store.close()
             raise
@@ -218,8 +232,13 @@ class Engine(Gateway):
         try:
             return await exit_nursery(self._nursery_cm, exc_type, exc, tb)
         finally:
+            self._release_gc()
             if self._owns_store:
                 self.store.close()
+
+    def _release_gc(self) -> None:
+        if self._gc_threshold is not None:
+            _gc.release()
 
     async def drain(self, grace: float = 30.0) -> bool:
         """Stop taking new work, then wait up to ``grace`` seconds for running step bodies.

@@ -29,13 +29,19 @@ from cattrs.preconf.orjson import make_converter
 
 from ._errors import PayloadError
 
-#: Where a value came from, for error messages: a string, or a function that makes it
-#: (the hot path passes a function, so the text is built only when there is an error).
-Where = str | Callable[[], str]
+#: Where a value came from, for error messages: a string, or a function that makes it,
+#: alone or as ``(function, *arguments)``. The hot path passes one of these, so the text is
+#: built only when there is an error; the tuple, for a step, because a closure over its
+#: arguments made ``ctx.step`` hold them in cells on every call (measured: 0.1 us a step).
+Where = str | Callable[[], str] | tuple[Any, ...]
 
 
 def _said(where: Where) -> str:
-    return where if isinstance(where, str) else where()
+    if isinstance(where, str):
+        return where
+    if isinstance(where, tuple):
+        return str(where[0](*where[1:]))
+    return where()
 
 
 converter = make_converter()

@@ -347,6 +347,16 @@ class OperatorActed(Event):
 
 _CLASSES: dict[str, type[Event]] = {}
 _FIELDS: dict[type[Event], tuple[str, ...]] = {}
+#: A tag's stored keys (its class's fields and ``"t"``), and its class's ``command``.
+_KEYS: dict[str, frozenset[str]] = {}
+COMMANDS: dict[str, str | None] = {}
+
+#: An event as its log stores it: the decoded JSON object, with the tag under ``"t"`` and
+#: every field of the tag's class (``load_all``). A replay keeps these and builds an
+#: ``Event`` (``event_of``) only where one is asked for: a replayed step reads its
+#: recorded result and nothing else, and building a frozen attrs instance per event cost
+#: twice as much as decoding it (measured: 0.8 us against 0.35).
+Fields = dict[str, Any]
 
 
 def _register() -> None:
@@ -385,6 +395,8 @@ def _register() -> None:
         assert cls.tag and cls.tag not in _CLASSES, cls
         _CLASSES[cls.tag] = cls
         _FIELDS[cls] = tuple(a.name for a in attrs.fields(cls))
+        _KEYS[cls.tag] = frozenset((*_FIELDS[cls], "t"))
+        COMMANDS[cls.tag] = cls.command
 
 
 _register()
@@ -398,8 +410,7 @@ def encode(event: Event) -> bytes:
     it is, so this encoding is where an integer past 64 bits or a string that is not valid
     UTF-8 is caught: by orjson, at no cost to the values that fit.
     """
-    data = {name: getattr(event, name) for name in _FIELDS[type(event)]}
-    data["t"] = event.tag
+    data = fields_of(event)
     try:
         return orjson.dumps(data)
     except TypeError as exc:
@@ -408,18 +419,57 @@ def encode(event: Event) -> bytes:
         raise PayloadError(f"{what}: {explain(exc)}") from None
 
 
+def fields_of(event: Event) -> Fields:
+    """What ``event`` is stored as, before its encoding."""
+    data = {name: getattr(event, name) for name in _FIELDS[type(event)]}
+    data["t"] = event.tag
+    return data
+
+
+def event_of(data: Fields) -> Event:
+    """The event of fields that ``load_all`` checked (or ``fields_of`` made)."""
+    fields = dict(data)
+    return _CLASSES[fields.pop("t")](**fields)
+
+
 def decode(raw: bytes, execution_id: str | None = None) -> Event:
     try:
         data = orjson.loads(raw)
         cls = _CLASSES[data.pop("t")]
         return cls(**data)
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CorruptRecordError(
-            f"an event of execution {execution_id} cannot be read ({exc!r}); it was written "
-            "by a newer durably or is damaged",
-            execution_id=execution_id,
-        ) from None
+        raise _unreadable(exc, execution_id) from None
 
 
 def decode_all(raws: list[bytes], execution_id: str | None = None) -> list[Event]:
     return [decode(raw, execution_id) for raw in raws]
+
+
+def load_all(raws: list[bytes], execution_id: str | None = None) -> list[Fields]:
+    """The fields of each stored event, checked as ``decode`` checks them: a known tag,
+    and the fields its class takes (``CorruptRecordError`` otherwise).
+
+    One loop, no call per event: this is a replay's decode. An event that lacks a field
+    with a default (written before the field existed) is completed through its class.
+    """
+    out: list[Fields] = []
+    append = out.append
+    loads = orjson.loads
+    keys = _KEYS
+    try:
+        for raw in raws:
+            data = loads(raw)
+            if keys[data["t"]] != data.keys():  # the tag first: TypeError if no object
+                data = fields_of(event_of(data))
+            append(data)
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise _unreadable(exc, execution_id) from None
+    return out
+
+
+def _unreadable(exc: Exception, execution_id: str | None) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"an event of execution {execution_id} cannot be read ({exc!r}); it was written "
+        "by a newer durably or is damaged",
+        execution_id=execution_id,
+    )

@@ -22,8 +22,10 @@ from ._events import (
     Event,
     ExecutionResumed,
     ExecutionStarted,
+    Fields,
     OperatorActed,
     StepFailed,
+    event_of,
 )
 from ._records import Timer
 
@@ -94,14 +96,21 @@ class HistoryFacts:
 
 
 _NONE: frozenset[str] = frozenset()
+#: The tags of the events the facts come from, but for the steps an operator's retry runs
+#: again: a log read as ``Fields`` builds an ``Event`` for these alone.
+_FACT_TAGS = frozenset((ExecutionResumed.tag, ExecutionStarted.tag, OperatorActed.tag))
 
 
-def history_facts(events: Sequence[Event]) -> HistoryFacts:
+def history_facts(entries: Sequence[Event | Fields]) -> HistoryFacts:
     rounds = 0
     resumed_at = -1
     started: int | None = None
     scheduled: int | None = None
-    for index, event in enumerate(events):
+    for index, event in enumerate(entries):
+        if type(event) is dict:
+            if event["t"] not in _FACT_TAGS:
+                continue
+            event = event_of(event)
         if isinstance(event, ExecutionResumed):
             resumed_at = index
             started = event.at
@@ -113,6 +122,7 @@ def history_facts(events: Sequence[Event]) -> HistoryFacts:
             started = event.at
     if resumed_at < 0:  # no operator retry (the common case): nothing runs again
         return HistoryFacts(rounds, _NONE, started, scheduled)
+    events = [event_of(e) if isinstance(e, dict) else e for e in entries]
     last: dict[str, tuple[int, Event]] = {}
     for index, event in enumerate(events):
         step_id = getattr(event, "step_id", None)

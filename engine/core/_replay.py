@@ -22,13 +22,22 @@ Rules of this module:
   removing a deprecated patch never breaks a replay.
 
 ``Replayer`` is the whole state machine. The engine feeds it the decoded log, asks it for
-each command (``issue``) and tells it what it records (``record``).
+each command (``issue``) and tells it what it records (``record``). The log may come as
+``Fields`` (``_events.load_all``): an entry becomes an ``Event`` when first asked for as
+one, and a replayed step (``issue_last``) never asks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 from ._errors import DuplicateStepError, NonDeterminismError
-from ._events import Event, GatherEnded
+from ._events import COMMANDS, Event, Fields, GatherEnded, event_of, fields_of
+
+#: A step id's recorded events: the one entry itself (most steps have one), a list from
+#: the second on. An entry is an ``Event``, or the ``Fields`` of one read from the log.
+_Bucket = Event | Fields | list[Event | Fields]
 
 
 class NotInGather(Exception):
@@ -53,16 +62,31 @@ class Replayer:
 
     __slots__ = ("_by_step", "_cursor", "_ends", "_execution_id", "_group", "_order", "_seen")
 
-    def __init__(self, events: list[Event], execution_id: str | None = None) -> None:
+    def __init__(self, events: Sequence[Event | Fields], execution_id: str | None = None) -> None:
         self._execution_id = execution_id
-        # A step id's events: the event itself while it is the only one (most steps have
-        # one), a list from the second on. A long history then holds one object per
-        # event instead of two, which its replay's garbage collector walks.
-        self._by_step: dict[str, Event | list[Event]] = {}
-        self._order: list[str] = []
+        # One object per recorded event (no list for a step id's only one, no Event for
+        # an entry read as fields, which the garbage collector does not even track while
+        # its values are scalars): a long history's replay makes the collector walk them.
+        by_step: dict[str, _Bucket] = {}
+        order: list[str] = []
+        self._by_step = by_step
+        self._order = order
         #: Where each recorded gather's members end in ``_order``, and its failed member.
         self._ends: dict[str, tuple[int, str | None]] = {}
+        ended = GatherEnded.tag
         for event in events:
+            if type(event) is dict:
+                step_id = event.get("step_id")
+                if step_id is None:
+                    continue
+                if step_id in by_step:
+                    self._add(step_id, event)
+                else:  # ``_add`` inline: a step id's first event, once per command
+                    by_step[step_id] = event
+                    order.append(step_id)
+                if event["t"] == ended:
+                    self._ends[step_id] = (len(order), event["error_step"])
+                continue
             step_id = getattr(event, "step_id", None)
             if step_id is not None:
                 self._add(step_id, event)
@@ -72,7 +96,7 @@ class Replayer:
         self._seen: set[str] = set()
         self._group: _Group | None = None
 
-    def _add(self, step_id: str, event: Event) -> None:
+    def _add(self, step_id: str, event: Event | Fields) -> None:
         by_step = self._by_step
         bucket = by_step.get(step_id)
         if bucket is None:
@@ -84,8 +108,23 @@ class Replayer:
             by_step[step_id] = [bucket, event]
 
     def _events(self, step_id: str) -> list[Event]:
+        """``step_id``'s events as ``Event``s, each built once (kept in its bucket)."""
         bucket = self._by_step[step_id]
-        return bucket if isinstance(bucket, list) else [bucket]
+        if type(bucket) is not list:
+            if type(bucket) is dict:
+                bucket = self._by_step[step_id] = event_of(bucket)
+            return [cast(Event, bucket)]
+        for index, entry in enumerate(bucket):
+            if type(entry) is dict:
+                bucket[index] = event_of(entry)
+        return cast("list[Event]", bucket)
+
+    def _command(self, step_id: str) -> str | None:
+        """The command ``step_id`` answers, read from its first event."""
+        first = self._by_step[step_id]
+        if type(first) is list:
+            first = first[0]
+        return COMMANDS[first["t"]] if type(first) is dict else cast(Event, first).command
 
     @property
     def replaying(self) -> bool:
@@ -95,6 +134,34 @@ class Replayer:
 
     def issue(self, step_id: str, command: str) -> list[Event] | None:
         """The recorded events for this command, or ``None`` if it is new work."""
+        return None if self._take(step_id, command) is None else self._events(step_id)
+
+    def issue_last(self, step_id: str, command: str) -> Fields | None:
+        """What ``issue`` answers, as the fields of the last recorded event alone: every
+        replayed step asks this, and it builds no ``Event``."""
+        position = self._cursor
+        order = self._order
+        if (
+            position < len(order)
+            and order[position] == step_id
+            and self._group is None
+            and step_id not in self._seen
+        ):
+            # The hot path of a replay, in this one call: the log's next command is this
+            # one, with one event read from the log. Anything else changes nothing here
+            # and is left to ``_take``.
+            bucket = self._by_step[step_id]
+            if type(bucket) is dict and COMMANDS[bucket["t"]] == command:
+                self._seen.add(step_id)
+                self._cursor = position + 1
+                return bucket
+        last = self._take(step_id, command)
+        if type(last) is list:
+            last = last[-1]
+        return last if last is None or type(last) is dict else fields_of(cast(Event, last))
+
+    def _take(self, step_id: str, command: str) -> _Bucket | None:
+        """Issue the command: its bucket if the log answers it, ``None`` if new work."""
         if step_id in self._seen:
             raise DuplicateStepError(
                 f"step id {step_id!r} is used twice in execution {self._execution_id}; "
@@ -104,10 +171,10 @@ class Replayer:
         if self._group is not None:
             return self._issue_member(self._group, step_id, command)
         position = self._cursor
-        while position < len(self._order):
-            expected = self._order[position]
-            recorded = self._events(expected)
-            recorded_cmd = recorded[0].command
+        order = self._order
+        while position < len(order):
+            expected = order[position]
+            recorded_cmd = self._command(expected)
             if recorded_cmd == "patch" and step_id != expected:
                 position += 1  # a patch the code no longer asks about: passed over
                 self._cursor = position
@@ -123,7 +190,7 @@ class Replayer:
                     position, step_id, command, expected, recorded_cmd, "the kind changed"
                 )
             self._cursor = position + 1
-            return recorded
+            return self._by_step[expected]
         return None
 
     def events_of(self, step_id: str) -> list[Event]:
@@ -134,10 +201,10 @@ class Replayer:
         """Whether the log took patch ``step_id`` here: True (it did), False (it passed
         this point without it: old code), ``None`` (new work: record the marker)."""
         if step_id in self._by_step:
-            return self.issue(step_id, "patch") is not None
+            return self._take(step_id, "patch") is not None
         if self.replaying:
             return False
-        self.issue(step_id, "patch")
+        self._take(step_id, "patch")
         return None
 
     # --- gathers ---
@@ -164,19 +231,19 @@ class Replayer:
                 None,
                 "the end of the gather",
                 missing,
-                self._events(missing)[0].command,
+                self._command(missing),
                 f"gather {group.step_id!r} recorded this member; the code no longer runs it",
             )
 
-    def _issue_member(self, group: _Group, step_id: str, command: str) -> list[Event] | None:
+    def _issue_member(self, group: _Group, step_id: str, command: str) -> _Bucket | None:
         if step_id in group.remaining:
             group.remaining.discard(step_id)
-            recorded = self._events(step_id)
-            if recorded[0].command != command:
+            recorded_cmd = self._command(step_id)
+            if recorded_cmd != command:
                 raise self._diverged(
-                    self._cursor, step_id, command, step_id, recorded[0].command, "the kind changed"
+                    self._cursor, step_id, command, step_id, recorded_cmd, "the kind changed"
                 )
-            return recorded
+            return self._by_step[step_id]
         if step_id in self._by_step:
             raise self._diverged(
                 self._cursor,
@@ -209,11 +276,11 @@ class Replayer:
     def finish(self) -> None:
         """The workflow returned or raised: every recorded command must have been reached."""
         while self._cursor < len(self._order):
-            if self._events(self._order[self._cursor])[0].command == "patch":
+            expected = self._order[self._cursor]
+            recorded_cmd = self._command(expected)
+            if recorded_cmd == "patch":
                 self._cursor += 1  # a patch the code no longer asks about
                 continue
-            expected = self._order[self._cursor]
-            recorded_cmd = self._events(expected)[0].command
             raise self._diverged(
                 self._cursor,
                 None,

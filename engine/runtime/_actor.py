@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -56,8 +57,10 @@ from ..core._events import (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionStarted,
+    Fields,
     decode_all,
     encode,
+    load_all,
 )
 from ..core._history import (
     HistoryFacts,
@@ -71,7 +74,6 @@ from ..core._replay import Replayer
 from ..core._status import record_changes
 from ._batch import GatherWriter
 from ._context import Context
-from ._latch import Wake
 from ._primitive import (
     _CompensationFailure,
     _ContinueAsNew,
@@ -80,18 +82,15 @@ from ._primitive import (
     concurrent_calls,
     unwinds,
 )
-from ._recorder import Recorder, _EngineFailure
+from ._recorder import _EngineFailure
 from ._tracecontext import NO_SPAN
+from ._waiting import Waiting, _Suspend
 
 if TYPE_CHECKING:
     from ..core._workflow import WorkflowDefinition
     from ._ports import ActorHost
 
 log = logging.getLogger("durably")
-
-
-class _Suspend(_ControlFlow):
-    """Internal: unwind the workflow so that the actor can park."""
 
 
 class _ReplayHung(_ControlFlow):
@@ -116,10 +115,9 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-class ExecutionActor(Recorder):
+class ExecutionActor(Waiting):
     __slots__ = (
         "_exited_event",
-        "broadcast",
         "cancel_by",
         "cancel_reason",
         "children",
@@ -133,8 +131,6 @@ class ExecutionActor(Recorder):
         "rollback_round",
         "scope",
         "timeout_timer",
-        "wake",
-        "woken",
     )
 
     def __init__(
@@ -145,9 +141,6 @@ class ExecutionActor(Recorder):
     ) -> None:
         super().__init__(host, record)
         self.definition = definition
-        self.wake = Wake()
-        self.woken = False
-        self.park_requested = False
         self.parked = False
         self.cancel_reason: str | None = None
         self.cancel_by: str | None = None
@@ -159,8 +152,6 @@ class ExecutionActor(Recorder):
         self.facts = HistoryFacts()
         self.timeout_timer: Timer | None = None
         self.hung = False
-        #: While a ``ctx.gather`` runs: the wake its member tasks share (None otherwise).
-        self.broadcast: trio.Event | None = None
         #: Children this run started (or replayed starting) whose end it has not taken:
         #: the parent-close policy cancels them when it ends. Made on first child.
         self.children: set[str] | None = None
@@ -179,17 +170,6 @@ class ExecutionActor(Recorder):
         self.exited = True
         if self._exited_event is not None:
             self._exited_event.set()
-
-    # --- waiting ---
-
-    def wake_up(self) -> None:
-        """Something this execution may wait for happened (a timer, a signal)."""
-        self.woken = True
-        self.wake.set()
-        broadcast = self.broadcast
-        if broadcast is not None:
-            self.broadcast = trio.Event()
-            broadcast.set()
 
     def child_started(self, record: ExecutionRecord, first: Event, detached: bool) -> None:
         if not detached:
@@ -215,49 +195,6 @@ class ExecutionActor(Recorder):
         self.broadcast = None
         self.writer = None
         self.claimed = None
-
-    def request_park(self) -> None:
-        self.park_requested = True
-        self.wake.set()
-
-    async def wait_wake(self, timer: Timer | None) -> None:
-        """Wait for a wake-up while live, or park (raise ``_Suspend``) if asked to.
-
-        A wake that arrives while the actor is busy is remembered (``woken``) and consumed
-        by the next wait; one that arrives as it parks makes the engine run it again.
-        """
-        host = self.host
-        self.replay_done()
-        if timer is not None:
-            self.parts.scheduler.arm(timer)
-        broadcast = self.broadcast
-        if broadcast is not None:
-            # A gather's members wait together: each re-checks its own condition after
-            # any wake. It never parks (its waits overlap; the record says running).
-            await broadcast.wait()
-            self.deferred = True
-            return
-        if self.woken:
-            self.woken = False
-            return
-        if self.park_requested or host.should_park():
-            raise _Suspend
-        host.idle[self.execution_id] = self
-        wake = self.wake
-        try:
-            if not wake.flag:
-                # Waited on here rather than in a method of Wake: one coroutine fewer
-                # held by every waiting execution.
-                wake.task = trio.lowlevel.current_task()
-                await trio.lowlevel.wait_task_rescheduled(wake.abort)
-        finally:
-            wake.task = None
-            host.idle.pop(self.execution_id, None)
-        wake.flag = False
-        if self.park_requested:
-            raise _Suspend
-        self.woken = False
-        self.deferred = True
 
     # --- lifecycle ---
 
@@ -313,7 +250,7 @@ class ExecutionActor(Recorder):
         finally:
             host.actor_exited(self)
 
-    def _timeout_deadline(self, events: list[Event]) -> float:
+    def _timeout_deadline(self, events: Sequence[Event | Fields]) -> float:
         """The trio deadline of the workflow's timeout (``inf`` without one).
 
         The timeout's timer goes into the timers index too, so that an execution parked
@@ -347,7 +284,17 @@ class ExecutionActor(Recorder):
             # The workflow is awaited in this frame, not in a helper coroutine: one frame
             # fewer held by every waiting execution.
             try:
-                result = await self._call_workflow(deadline)
+                definition = self.definition
+                ctx = Context(self)
+                what = f"input of execution {self.execution_id}"
+                data = _codec.load(self.record_.input, definition.input_type, what)
+                bound = self.parts.settings.max_replay_seconds
+                if deadline == math.inf and (bound is None or not self.replayer.replaying):
+                    # The common fresh start: no cancel scopes to pay for, and the
+                    # workflow awaited in this frame (every resume passes through it).
+                    result = await definition.fn(ctx, data)
+                else:
+                    result = await self._call_workflow(deadline, ctx, data)
                 if self.deferred:
                     await self.settle()
                 self.replayer.finish()
@@ -379,11 +326,11 @@ class ExecutionActor(Recorder):
         """Read the log into the replayer, arm the timeout; its deadline (``None``: the
         log is corrupt and the execution was quarantined)."""
         eid = self.execution_id
-        events = self.fresh_events
+        events: Sequence[Event | Fields] | None = self.fresh_events
         self.fresh_events = None
         if events is None:
             try:
-                events = decode_all(self.parts.store.read_events(eid), eid)
+                events = load_all(self.parts.store.read_events(eid), eid)
             except CorruptRecordError as exc:
                 await self.host.quarantine(self.record_, exc)
                 return None
@@ -400,19 +347,14 @@ class ExecutionActor(Recorder):
             self.parts.telemetry.loaded(self, len(events))
         return deadline
 
-    async def _call_workflow(self, deadline: float) -> Any:
+    async def _call_workflow(self, deadline: float, ctx: Context, data: Any) -> Any:
         """Run the workflow function, bounded by its timeout and the replay hang bound."""
         definition = self.definition
         eid = self.execution_id
-        ctx = Context(self)
-        data = _codec.load(self.record_.input, definition.input_type, f"input of execution {eid}")
         timed_out = trio.current_time() >= deadline
         bound = self.parts.settings.max_replay_seconds
         guarded = bound is not None and self.replayer.replaying
         result: Any = None
-        if not timed_out and deadline == math.inf and not guarded:
-            # The common fresh start: no cancel scopes to pay for.
-            return await definition.fn(ctx, data)
         if not timed_out:
             guard = trio.CancelScope()
             if guarded:

@@ -31,7 +31,7 @@ import trio
 from durably.stores import Op, Store
 
 from ..core._errors import CorruptRecordError, StoreError
-from ._latch import Done
+from ._latch import REFUSE, Done, park
 
 
 def _public_runnable() -> int:
@@ -131,7 +131,12 @@ class Committer:
         batch.ops.extend(ops)
         batch.slices.append((start, len(batch.ops)))
         self._work.set()
-        await batch.done.wait()  # uncancellable (see Done): ops handed over are written
+        # Uncancellable (see Done): ops handed over are written. Parked in this frame, not
+        # in Done.wait: every step's commit wait resumes through each frame it holds.
+        if batch.done.join():
+            await park(REFUSE)
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
         error = batch.errors.get(index)
         if error is not None:
             raise error

@@ -53,6 +53,7 @@ from ..core._types import Received, Signal, TimedOut, from_ms
 from ._branching import Branching
 from ._children import Children
 from ._fanout import Fanout
+from ._latch import park, parking
 from ._lifecycle import Lifecycle
 from ._primitive import (
     _awaitable,
@@ -138,20 +139,28 @@ class Context(Branching, Fanout, Children, Lifecycle):
         effect and before its record re-runs it, so give the systems it calls
         ``durably.current_step().idempotency_key``. Other keywords go to ``fn``.
         """
-        sid = self._step_id(step_id, "step", False)
+        # ``_step_id`` and ``_enter`` inline for the common case (an explicit id, outside
+        # a gather, no call running): a long replay makes thousands of these calls.
+        if self._members is None and type(step_id) is str and step_id and "\x00" not in step_id:
+            sid = step_id
+        else:
+            sid = self._step_id(step_id, "step", False)
         if timeout is not None and not timeout > 0:
             raise ConfigurationError(f"step {sid!r}: timeout= must be positive seconds")
-        self._enter()
+        if self._busy:
+            self._enter()  # refused, unless a gather's member
+        else:
+            self._busy = True
         try:
             actor = self._actor
             rtype = _codec.return_type(fn)
-            recorded = actor.replayer.issue(sid, "step")
+            recorded = actor.replayer.issue_last(sid, "step")
             decision = decide.step(recorded, sid, actor.facts.rerun_failed)
-            if isinstance(decision, decide.Replayed):
-                value = _codec.load(decision.result, rtype, lambda: _where(actor, sid))
+            if type(decision) is dict:  # answered from the log: its fields
+                restored: T = _codec.load(decision["result"], rtype, (_where, actor, sid))
                 if compensate is not None:
-                    self._compensate_later(sid, compensate, value)
-                return cast(T, value)
+                    self._compensate_later(sid, compensate, restored)
+                return restored
             if type(decision) is decide.Reraise:
                 raise StepError(sid, decision.error["type"], decision.error["message"])
             attempt = decision.attempt
@@ -191,7 +200,7 @@ class Context(Branching, Fanout, Children, Lifecycle):
                 if span is not None:
                     span.end()
                 duration = (trio.current_time() - started) * 1000
-                shaped, value = _codec.roundtrip(value, rtype, lambda: _where(actor, sid))
+                shaped, value = _codec.roundtrip(value, rtype, (_where, actor, sid))
                 await actor.append(
                     StepCompleted(
                         at=actor.parts.clock.now_ms(),
@@ -206,7 +215,10 @@ class Context(Branching, Fanout, Children, Lifecycle):
                     self._compensate_later(sid, compensate, value)
                 return cast(T, value)
         finally:
-            self._leave()
+            if self._members is None:
+                self._busy = False
+            else:
+                self._leave()
 
     async def _attempt_failed(
         self, sid: str, exc: BaseException, attempt: int, duration: float, retry: Retry | None
@@ -304,7 +316,24 @@ class Context(Branching, Fanout, Children, Lifecycle):
                 started, ops = decide.sleep_started(actor.execution_id, sid, now, seconds, until_ms)
                 await actor.append(started, sid, ops, **self._changes(started))
                 wake_at = started.wake_at
-            await self._wait_until(wake_at, sid, retrying=False)
+            if self._members is not None or actor.broadcast is not None:
+                await self._wait_until(wake_at, sid, retrying=False)
+                return
+            # The plain sleep waits in this frame (``_wait_until``'s loop, inlined): every
+            # sleeping execution resumes through each frame it holds, thousands at once
+            # when their timers fall due together.
+            timer = Timer(wake_at, actor.execution_id, sid)
+            clock = actor.parts.clock
+            now = clock.now_ms()
+            while now < wake_at:
+                if actor.wait_begin(timer):
+                    try:
+                        await park(parking(actor.wake.abort))
+                    finally:
+                        actor.unidle()
+                    actor.woke()
+                now = clock.now_ms()
+            actor.timer_fired(timer, now)
         finally:
             self._leave()
 
@@ -416,10 +445,16 @@ class Context(Branching, Fanout, Children, Lifecycle):
             now = actor.parts.clock.now_ms()
             outcome = decide.signal_outcome(waiting, eid, entry, now, misfit)
             if outcome is None:
-                if self._members is None:
-                    await actor.wait_wake(timer)
-                else:
+                if self._members is not None:
                     await self._wait_wake(timer)
+                elif actor.broadcast is not None:
+                    await actor.wait_wake(timer)
+                elif actor.wait_begin(timer):
+                    try:  # parked in this frame, as a plain sleep is
+                        await park(parking(actor.wake.abort))
+                    finally:
+                        actor.unidle()
+                    actor.woke()
                 continue
             event, ops = outcome
             if claimed is not None and entry is not None:

@@ -32,8 +32,11 @@ from ..core._replay import Replayer
 from ..core._workflow import WorkflowDefinition
 
 if TYPE_CHECKING:
+    import trio
+
     from ._clock import Clock
     from ._commit import Committer
+    from ._latch import Wake
     from ._scheduler import Scheduler
 
 
@@ -238,6 +241,9 @@ class ExecutionPort(Protocol):
     rollback_round: int
     #: While a gather runs: mailbox entries its members took, not yet written.
     claimed: set[int] | None
+    #: While a gather runs: set (and replaced) on every wake, for its members' waits.
+    broadcast: trio.Event | None
+    wake: Wake
 
     @property
     def record(self) -> ExecutionRecord: ...
@@ -269,6 +275,12 @@ class ExecutionPort(Protocol):
     async def put_record(self, ops: list[Op], **changes: Any) -> None: ...
 
     async def wait_wake(self, timer: Timer | None) -> None: ...
+
+    def wait_begin(self, timer: Timer | None) -> bool: ...
+
+    def unidle(self) -> None: ...
+
+    def woke(self) -> None: ...
 
     def timer_fired(self, timer: Timer, at: int) -> None: ...
 

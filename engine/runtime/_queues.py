@@ -137,6 +137,8 @@ class QueueManager:
             try:
                 await self._pass(clock.now_ms())
             except DurablyError as exc:
+                if self._stopped:  # the engine stopped under a pass: its commit was refused
+                    continue
                 log.error("queue admission stopped, tried again soon: %s", exc)
                 await trio.sleep(self.parts.settings.store_retry_seconds)
                 self._wake.set()

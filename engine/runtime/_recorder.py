@@ -30,7 +30,7 @@ from durably.stores import Append, ExecutionRecord, Op, PutExecution, RemoveTime
 from ..core._errors import DurablyError, PayloadError
 from ..core._events import Event, TimerFired, encode
 from ..core._replay import Replayer
-from ._latch import refuse_abort
+from ._latch import REFUSE, park
 from ._primitive import _EngineFailure as _EngineFailure
 
 if TYPE_CHECKING:
@@ -314,6 +314,6 @@ class Recorder:
         if behind is not None and behind.join():
             # Awaited here rather than through a helper coroutine: every woken execution
             # holds this wait's frames until the release.
-            await trio.lowlevel.wait_task_rescheduled(refuse_abort)
+            await park(REFUSE)
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()

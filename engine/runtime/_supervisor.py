@@ -98,6 +98,7 @@ class Supervisor:
     async def stop(self) -> None:
         """Park every live execution and wait until every actor has ended."""
         self.closing = True
+        self.queues.stop()  # no admission from here on (a pass in flight ends quietly)
         if self._scope is not None:
             self._scope.cancel()
             await self._done.wait()

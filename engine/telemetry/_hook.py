@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..core._errors import ConfigurationError
-from ..runtime._actor import _Suspend
 from ..runtime._primitive import _EngineFailure, unwinds
+from ..runtime._waiting import _Suspend
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
