@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -16,8 +17,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import _aio, _baselines, _client_signal, _peers, _queue, _scenarios, _sweep
+from . import _aio, _baselines, _client_signal, _peers, _postgres, _queue, _scenarios, _sweep
 from ._scenarios import Bench, Measured
+from ._specs import SPECS, Spec
 
 FULL = {
     "sequential_runs": 200,
@@ -58,267 +60,6 @@ QUICK = {
     "peer_concurrent": 100,
 }
 
-
-#: Figures whose target is a ratio to their baseline (and what the baseline is called).
-RELATIVE = {
-    "sequential": "raw",
-    "concurrent_aio": "trio",
-    "signal_aio": "trio",
-    "queue": "unqueued",
-    "queue_rate": "limit",
-    "queue_rate_max": "limit",
-}
-
-
-class Spec:
-    """One reported figure: how it is read, its target, and how its ratio is formed."""
-
-    def __init__(
-        self,
-        name: str,
-        what: str,
-        unit: str,
-        target: float | None,
-        higher_is_better: bool,
-        baseline: str,
-        baseline_unit: str,
-        ratio: str,
-        text: str | None = None,
-    ) -> None:
-        """``target=None``: a figure reported beside its baseline, with no target (its
-        ``met`` is ``None``); ``text`` replaces the generated target text."""
-        self.name, self.what, self.unit = name, what, unit
-        self.target, self.higher_is_better = target, higher_is_better
-        self.baseline, self.baseline_unit, self.ratio = baseline, baseline_unit, ratio
-        self.text = text
-
-    def met(self, value: float, ratio: float) -> bool | None:
-        if self.target is None:
-            return None
-        if self.name in RELATIVE:  # a target relative to the baseline: read the ratio
-            return ratio >= self.target
-        return value >= self.target if self.higher_is_better else value <= self.target
-
-    def target_text(self) -> str:
-        if self.text is not None:
-            return self.text
-        if self.target is None:
-            return "none (reported)"
-        if self.name in RELATIVE:
-            return f">= {self.target} x {RELATIVE[self.name]}"
-        sign = ">=" if self.higher_is_better else "<="
-        return f"{sign} {self.target:,g} {self.unit}"
-
-
-SPECS = {
-    s.name: s
-    for s in (
-        Spec(
-            "sequential",
-            "one 10-step workflow at a time",
-            "steps/s",
-            0.7,
-            True,
-            "raw LMDB synced commits (1 put/txn)",
-            "commits/s",
-            "figure / raw",
-        ),
-        Spec(
-            "concurrent",
-            "executions x 10 steps started at once",
-            "steps/s",
-            20_000,
-            True,
-            "raw LMDB puts in 1,000-put synced txns",
-            "puts/s",
-            "figure / raw",
-        ),
-        Spec(
-            "fanout",
-            "one execution, 1,000 steps through ctx.gather(limit=100)",
-            "steps/s",
-            5_000,
-            True,
-            "raw LMDB puts in 1,000-put synced txns",
-            "puts/s",
-            "figure / raw",
-        ),
-        Spec(
-            "queue",
-            "executions enqueued at once on Queue(concurrency=100), until all finished",
-            "executions/s",
-            0.8,
-            True,
-            "the same executions started unqueued, 100 at a time, same repeat",
-            "executions/s",
-            "figure / raw",
-        ),
-        *(
-            Spec(
-                f"queue_admit_{p}",
-                f"admission latency {p}: slot freed -> next execution's first step",
-                "ms",
-                None,
-                False,
-                "the same hand-over unqueued (wait returns, start)",
-                "ms",
-                "raw / figure",
-            )
-            for p in ("p50", "p99")
-        ),
-        Spec(
-            "queue_rate",
-            "steady admissions/s of a queue with rate_limit=(limit, 1 s), no other limit",
-            "admissions/s",
-            0.98,
-            True,
-            "the queue's rate limit",
-            "admissions/s",
-            "figure / raw",
-        ),
-        Spec(
-            "queue_rate_max",
-            "most admissions in any 1-s window of that queue",
-            "admissions",
-            1.0,
-            False,
-            "the queue's rate limit",
-            "admissions",
-            "raw / figure",
-            text="<= 1 x limit",
-        ),
-        Spec(
-            "starts",
-            "start() calls at once, until durable",
-            "starts/s",
-            10_000,
-            True,
-            "raw LMDB puts in 1,000-put synced txns",
-            "puts/s",
-            "figure / raw",
-        ),
-        Spec(
-            "signal_p50",
-            "signal -> waiting workflow -> step durable",
-            "ms",
-            1.0,
-            False,
-            "2 raw synced commits",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "signal_p99",
-            "signal -> waiting workflow -> step durable",
-            "ms",
-            5.0,
-            False,
-            "2 raw synced commits",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "client_signal_p50",
-            "client process signal -> worker process acts",
-            "ms",
-            20.0,
-            False,
-            "2 raw synced commits",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "client_signal_p99",
-            "client process signal -> worker process acts",
-            "ms",
-            100.0,
-            False,
-            "2 raw synced commits",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "client_signal_lost_p50",
-            "the same with the worker's socket removed (every hint lost)",
-            "ms",
-            1000.0,
-            False,
-            "the worker's poll_interval",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "client_signal_lost_p99",
-            "the same with the worker's socket removed (every hint lost)",
-            "ms",
-            1100.0,
-            False,
-            "the worker's poll_interval",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "timers",
-            "sleeps due at one instant: p99 lateness",
-            "ms",
-            50.0,
-            False,
-            "n bare trio wakes + n batched raw puts",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "recovery",
-            "restart over waiting executions until parked and ready",
-            "s",
-            5.0,
-            False,
-            "raw LMDB scan+decode of every record",
-            "s",
-            "raw / figure",
-        ),
-        Spec(
-            "parked_memory",
-            "waiting executions, max_live_executions bounded",
-            "MB",
-            300.0,
-            False,
-            "RSS of the idle engine process",
-            "MB",
-            "figure / idle",
-        ),
-        Spec(
-            "concurrent_aio",
-            "the concurrent workload under durably.aio in asyncio.run",
-            "steps/s",
-            0.9,
-            True,
-            "the same workload under trio, same repeat",
-            "steps/s",
-            "figure / raw",
-        ),
-        Spec(
-            "signal_aio",
-            "signal round trip p50 under durably.aio (asyncio side waits)",
-            "ms",
-            0.9,
-            False,
-            "the same round trip under trio, same repeat",
-            "ms",
-            "raw / figure",
-        ),
-        Spec(
-            "replay",
-            "rebuild one execution with a long history",
-            "events/s",
-            200_000,
-            True,
-            "raw LMDB read + orjson decode of the log",
-            "events/s",
-            "figure / raw",
-        ),
-    )
-}
 
 RUNNERS: dict[str, Callable[[Bench], Any]] = {
     "sequential": _scenarios.sequential,
@@ -475,7 +216,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{f['unit']} | {_fmt(f['min'])} - {_fmt(f['max'])} | | {versus.lstrip('; ')} "
                 "| | |"
             )
+    lines += _postgres.markdown_rows(report.get("postgres", {}))
     return "\n".join(lines)
+
+
+def _redacted(args: list[str]) -> str:
+    """The command line with a DSN's password masked (the report is kept in the repo)."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", " ".join(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -488,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         action="append",
-        choices=[*sorted(RUNNERS), "peers"],
+        choices=[*sorted(RUNNERS), "peers", "postgres"],
         help="run only this scenario (repeatable)",
     )
     parser.add_argument("--repeats", type=int, help="repeats per scenario (default 3, quick 1)")
@@ -496,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         "--scale", type=float, default=1.0, help="multiply every size by this factor"
     )
     parser.add_argument("--no-peers", action="store_true", help="skip the peer comparison")
+    parser.add_argument(
+        "--postgres",
+        metavar="DSN",
+        help="add durably and DBOS on this PostgreSQL server "
+        "(auto: a throw-away one from .ci/postgres)",
+    )
     parser.add_argument("--dir", help="where the temporary stores go (default: system temp)")
     parser.add_argument(
         "--output", help="JSON report path (default: benchmarks/results/{quick,full}.json)"
@@ -519,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes["parked_live"] = min(sizes["parked_live"], sizes["parked"])
     repeats = args.repeats or (1 if args.quick else 3)
     only = args.only or [*RUNNERS, "peers"]
+    if args.postgres and "postgres" not in only:
+        only.append("postgres")
+    if "postgres" in only and not args.postgres:
+        parser.error("--only postgres needs --postgres DSN (or auto)")
     output = args.output or os.path.join(
         os.path.dirname(os.path.abspath(__file__)),
         "results",
@@ -539,13 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {}
     peers: dict[str, Any] = {}
+    postgres: dict[str, Any] = {}
     started = time.perf_counter()
 
     def write_report(complete: bool) -> None:
         # Written after every scenario: a run stopped half-way still leaves its figures.
         report = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": "python -m benchmarks " + _redacted(sys.argv[1:] if argv is None else argv),
             "complete": complete,
             "machine": info,
             "sizes": sizes,
@@ -554,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_now": os.getloadavg(),
             "scenarios": results,
             "peers": peers,
+            **({"postgres": postgres} if postgres else {}),
         }
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(output, "w") as fh:
@@ -566,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             if name == "peers":
                 if not args.no_peers:
                     peers = _peers.run_all(bench)
+            elif name == "postgres":
+                postgres = _postgres.run(bench, args.postgres, peers=not args.no_peers)
             elif name == "signal":
                 p50, p99 = RUNNERS[name](bench)
                 results["signal_p50"] = _summary(SPECS["signal_p50"], p50)
@@ -582,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     write_report(complete=True)
-    print(table(results, peers))
+    print("\n".join([table(results, peers), *_postgres.lines(postgres)]))
     print(f"report: {output}")
     return 0
 

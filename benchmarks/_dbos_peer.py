@@ -1,9 +1,11 @@
-"""DBOS Transact on its SQLite default, on durably's workload shapes, in its own process.
+"""DBOS Transact on durably's workload shapes, in its own process.
 
-``python -m benchmarks._dbos_peer SCENARIO N DIR`` prints one JSON line. DBOS is a
-process-wide singleton, so each measurement gets a fresh process and a fresh database.
-Workflows and steps are DBOS's own decorators; each step is durable (checkpointed to
-SQLite) before the next runs, as in durably.
+``python -m benchmarks._dbos_peer SCENARIO N WHERE`` prints one JSON line. ``WHERE`` is a
+directory (DBOS's SQLite default, a database file in it) or a ``postgresql://`` URL (its
+production configuration: the system database on PostgreSQL, DBOS's own defaults
+otherwise). DBOS is a process-wide singleton, so each measurement gets a fresh process
+and a fresh database. Workflows and steps are DBOS's own decorators; each step is
+durable (checkpointed to its system database) before the next runs, as in durably.
 """
 
 from __future__ import annotations
@@ -43,10 +45,14 @@ async def ten_steps_async(n: int) -> int:
     return total
 
 
-def main(scenario: str, n: int, directory: str) -> dict[str, float]:
+def main(scenario: str, n: int, where: str) -> dict[str, float]:
+    if where.startswith(("postgresql://", "postgres://")):
+        url = where
+    else:
+        url = "sqlite:///" + os.path.join(where, "dbos.sqlite")
     config: DBOSConfig = {
         "name": "durably-bench",
-        "system_database_url": "sqlite:///" + os.path.join(directory, "dbos.sqlite"),
+        "system_database_url": url,
         "log_level": "WARNING",
     }
     DBOS(config=config)

@@ -8,6 +8,7 @@ short; sizes are scaled down to keep it within seconds.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -235,3 +236,76 @@ def test_sweep_without_matplotlib_says_how_to_install_it(tmp_path: Path) -> None
     assert proc.returncode == 1
     assert "pip install -e '.[bench]'" in proc.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_postgres_section_reports_durably_and_dbos_on_one_server(
+    tmp_path: Path, postgres_server: str
+) -> None:
+    """``--only postgres`` at a tiny size against the test server: durably's rows with
+    their raw baselines, DBOS's beside them when it is installed, and no database left
+    behind. The DSN is given in libpq's key=value form, which DBOS is handed as a URL."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    dsn = make_conninfo(**conninfo_to_dict(postgres_server))
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "--quick", "--scale", "0.1"),
+            *("--only", "postgres", "--postgres", dsn),
+            *("--dir", str(tmp_path), "--output", str(report_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert report["complete"] and report["scenarios"] == {}
+    section = report["postgres"]
+    assert section["server"]["synchronous_commit"] == "on"
+    assert set(section["shapes"]) == {"sequential", "concurrent"}
+    sizes = {"sequential": ("runs", 4), "concurrent": ("executions", 20)}
+    has_dbos = importlib.util.find_spec("dbos") is not None
+    for shape, figures in section["shapes"].items():
+        ours = figures["durably"]
+        key, n = sizes[shape]
+        assert ours[key] == n and len(ours["samples"]) == 1, shape
+        for value in (ours["median"], ours["baseline"]["median"], ours["ratio"]):
+            assert math.isfinite(value) and value > 0, shape
+        assert ours["ratio"] == pytest.approx(ours["median"] / ours["baseline"]["median"])
+        assert f"postgres durably {shape}: " in proc.stdout
+        if has_dbos:
+            assert figures["dbos"][key] == n and figures["dbos"]["median"] > 0, figures["dbos"]
+            assert figures["durably_over_dbos"]["ratio"] == pytest.approx(
+                ours["median"] / figures["dbos"]["median"]
+            )
+        else:
+            assert "not installed" in figures["dbos"]["skipped"]
+    assert section["shapes"]["concurrent"]["durably"]["commits"][0] < 20 * 10  # grouped
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'durably_bench_%'"
+        ).fetchall()
+    assert left == []
+    table = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--markdown", str(report_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "| postgres durably concurrent |" in table
+
+
+def test_only_postgres_needs_a_server() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "postgres"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and "--postgres DSN" in proc.stderr
