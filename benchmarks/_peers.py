@@ -23,6 +23,22 @@ def run_all(bench: Any) -> dict[str, Any]:
     return {"dbos": dbos(bench)}
 
 
+def dbos_once(scenario: str, n: int, target: str) -> float | str:
+    """One DBOS measurement in a process of its own (DBOS is a process-wide singleton) on
+    ``target`` (a directory for its SQLite default, or a PostgreSQL URL): steps/s, or the
+    last lines of its error."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks._dbos_peer", scenario, str(n), target],
+        capture_output=True,
+        text=True,
+        cwd=_ROOT,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        return "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_s"])
+
+
 def dbos(bench: Any) -> dict[str, Any]:
     if importlib.util.find_spec("dbos") is None:
         bench.say("DBOS is not installed (pip install -e '.[bench]'): skipped")
@@ -37,20 +53,12 @@ def dbos(bench: Any) -> dict[str, Any]:
         samples = []
         for r in range(bench.repeats):
             with tempfile.TemporaryDirectory(dir=bench.workdir) as directory:
-                proc = subprocess.run(
-                    [sys.executable, "-m", "benchmarks._dbos_peer", scenario, str(n), directory],
-                    capture_output=True,
-                    text=True,
-                    cwd=_ROOT,
-                    timeout=1800,
-                )
-            if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-                bench.say(f"DBOS {scenario} failed: {' | '.join(tail)}")
-                out["scenarios"][scenario] = {"error": "\n".join(tail)}
+                got = dbos_once(scenario, n, directory)
+            if isinstance(got, str):
+                bench.say(f"DBOS {scenario} failed: {got.replace(chr(10), ' | ')}")
+                out["scenarios"][scenario] = {"error": got}
                 break
-            figures = json.loads(proc.stdout.strip().splitlines()[-1])
-            samples.append(figures["steps_per_s"])
+            samples.append(got)
             bench.say(f"DBOS {scenario} repeat {r + 1}/{bench.repeats}: {samples[-1]:,.0f} steps/s")
         else:
             out["scenarios"][scenario] = {

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -28,7 +26,7 @@ import trio
 
 import durably
 
-from . import _baselines, _workflows
+from . import _baselines, _peers, _workflows
 from ._workflows import ALL
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -253,18 +251,11 @@ def _dbos(b: Any, dsn: str, shape: str) -> dict[str, Any]:
     samples = []
     for r in range(b.repeats):
         with fresh_database(dsn, "dbos") as db:
-            proc = subprocess.run(
-                [sys.executable, "-m", "benchmarks._dbos_peer", shape, str(n), url_for(db)],
-                capture_output=True,
-                text=True,
-                cwd=_ROOT,
-                timeout=1800,
-            )
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            b.say(f"DBOS-pg {shape} failed: {' | '.join(tail)}")
-            return {"error": "\n".join(tail)}
-        samples.append(json.loads(proc.stdout.strip().splitlines()[-1])["steps_per_s"])
+            got = _peers.dbos_once(shape, n, url_for(db))
+        if isinstance(got, str):
+            b.say(f"DBOS-pg {shape} failed: {got.replace(chr(10), ' | ')}")
+            return {"error": got}
+        samples.append(got)
         b.say(f"DBOS-pg {shape} repeat {r + 1}/{b.repeats}: {samples[-1]:,.0f} steps/s")
     size = "runs" if shape == "sequential" else "executions"
     return {"what": WHAT[shape], **_figures(samples, "steps/s"), size: n}

@@ -215,10 +215,7 @@ class Context(Branching, Fanout, Children, Lifecycle):
                     self._compensate_later(sid, compensate, value)
                 return cast(T, value)
         finally:
-            if self._members is None:
-                self._busy = False
-            else:
-                self._leave()
+            self._leave()
 
     async def _attempt_failed(
         self, sid: str, exc: BaseException, attempt: int, duration: float, retry: Retry | None
