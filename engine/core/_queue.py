@@ -356,16 +356,26 @@ class Admission:
         return out
 
     def next_ms(self, now_ms: int) -> int | None:
-        """When ``take`` may admit something it cannot admit now (``None``: only an
-        execution ending or a new offer can change that)."""
+        """The first instant from which ``take`` may admit something without an end or
+        an offer meanwhile: ``now_ms`` itself if it may admit now (``None``: only an
+        execution ending or a new offer can change that).
+
+        ``now_ms`` may be later than the last ``take``: the manager asks after its pass's
+        commit, and ``stats`` promotes due items in between. A rate window that opened
+        since, or a line that ``stats`` filled, is due now; answering only for what time
+        has yet to change would leave it waiting for an event that may never come.
+        """
         candidates = []
         if self._delayed:
             candidates.append(self._delayed[0][0])
         rate = self.queue.rate_limit
-        has_line = bool(self._turns)
+        has_line = bool(self._turns)  # perhaps only stale turns: one needless pass at most
         room = self.queue.concurrency is None or len(self.running) < self.queue.concurrency
-        if rate is not None and has_line and room and self._in_window(now_ms) >= rate[0]:
-            candidates.append(self._window[0] + self._period_ms)
+        if has_line and room:
+            if rate is not None and self._in_window(now_ms) >= rate[0]:
+                candidates.append(self._window[0] + self._period_ms)
+            else:
+                candidates.append(now_ms)
         return min(candidates) if candidates else None
 
     # --- seeing it ---

@@ -160,6 +160,9 @@ class QueueManager:
             log.warning("the queues' declarations were not written: %s", exc)
 
     def _next_deadline(self) -> float:
+        # Asked after the pass, at a later instant than its takes: a rate window may have
+        # opened since (or ``stats`` lined up a due item); ``next_ms`` then says "now",
+        # and the deadline, already past, starts the next pass at once.
         if not self._recovered or self._stopped:
             return math.inf
         now = self.parts.clock.now_ms()

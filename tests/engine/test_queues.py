@@ -4,14 +4,16 @@ priorities, partitions, cancellation while queued, restarts, and what the store 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 import durably
+from durably.core._records import Admit, Op
 from durably.stores import MemoryStore, Store
 
 Settle = Callable[..., Awaitable[durably.Execution]]
@@ -98,6 +100,53 @@ async def test_rate_limit_admits_at_most_count_per_window(
     # Event-driven: each window opens on time, not a poll later.
     assert admitted[3] - admitted[0] == 2000
     assert admitted[9] - admitted[0] == 6000
+
+
+class _SlowAdmissionStore(MemoryStore):
+    """A MemoryStore whose commit admitting an execution of queue ``slow_queue`` lasts
+    ``seconds`` of virtual time (a loaded disk; under load the process may also simply
+    not run for a while between the manager's pass and its next deadline)."""
+
+    def __init__(self, clock: trio.testing.MockClock, slow_queue: str, seconds: float) -> None:
+        super().__init__()
+        self.mock, self.slow_queue, self.seconds = clock, slow_queue, seconds
+        self.slowed = 0
+
+    def apply(self, ops: Sequence[Op]) -> list[Any]:
+        for op in ops:
+            if isinstance(op, Admit):
+                record = self.get_execution(op.execution_id)
+                if record is not None and record.queue == self.slow_queue:
+                    self.mock.jump(self.seconds)
+                    self.slowed += 1
+        return super().apply(ops)
+
+
+async def test_a_rate_window_that_opens_during_a_pass_still_admits(
+    clock: durably.Clock, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The stall of tests/faults/test_queue_crash.py: a pass finds the window full, and
+    its deadline is asked for only after the window has opened (here the commit of an
+    admission on another queue lasts past it). The wait for the window must not be lost
+    with nothing left to wake the queue: nothing runs, nothing more is offered."""
+    rated = durably.Queue("rated", rate_limit=(1, 10.0))
+    store = _SlowAdmissionStore(autojump_clock, "other", 12.0)
+    async with _engine(store, rated, durably.Queue("other"), clock=clock) as engine:
+        t0 = clock.now_ms()
+        first = await engine.enqueue("rated", job, 1)
+        second = await engine.enqueue("rated", job, 2)
+        assert await engine.wait(first) == 1  # after 1 s; the window holds "second" to 10 s
+        assert (await engine.get_execution(second)).status == "queued"
+        blocker = await engine.enqueue("other", waiter, 3)  # its admission lasts 12 s
+        with trio.fail_after(60):
+            assert await engine.wait(second) == 2
+        assert store.slowed == 1
+        admitted = [r.admitted_ms for r in store.list_executions() if r.id == second]
+        # Admitted as soon as that commit returned (past the window's opening at +10 s),
+        # not at some later event.
+        assert admitted[0] is not None and 10_000 < admitted[0] - t0 <= 13_000, admitted
+        await engine.signal(blocker, "go")
+        assert await engine.wait(blocker) == 3
 
 
 async def test_the_rate_window_survives_a_restart(
