@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import trio
 
-from durably.stores import ExecutionRecord, Store
+from durably.stores import ExecutionRecord, Notify, Op, Store
 
 from .core._audit import AuditEntry, audit_trail
 from .core._errors import ConfigurationError, DurablyError, OperatorError
@@ -40,8 +40,9 @@ from .runtime._describe import describe
 from .runtime._gateway import Gateway
 from .runtime._host import exit_nursery, require_trio
 from .runtime._operator import Operator
+from .runtime._ownership import Ownership
 from .runtime._paths import open_store, shared, store_path
-from .runtime._ports import Parts, ScheduleHost, Settings
+from .runtime._ports import Parts, ScheduleHost, Settings, new_execution_id
 from .runtime._scheduler import Scheduler
 from .runtime._schedules import ScheduleManager
 from .runtime._supervisor import RecoveryReport, Supervisor
@@ -101,6 +102,12 @@ class Engine(Gateway):
     OpenTelemetry spans and metrics (``durably[otel]``): ``True`` records through the
     host's global providers, a ``durably.telemetry.Telemetry`` through its own; off by
     default, when the hot path pays one ``None`` check per step for it.
+
+    ``many_workers`` lets any number of worker processes serve this store (every core
+    of a host on one LMDB store, or many hosts on PostgreSQL): each holds leases on
+    shards of the executions, renewed every ``lease_seconds / 3``, and the others take
+    a dead worker's shards over after ``lease_seconds``; every worker of the store must
+    turn it on (see docs/deployment.md). Off: this is the store's one worker.
     """
 
     # Its own starts run at once: their record says so from the start, no commit for it.
@@ -124,6 +131,8 @@ class Engine(Gateway):
         gc_threshold: int | None = 20_000,
         queues: Iterable[Queue] = (),
         telemetry: bool | Telemetry = False,
+        many_workers: bool = False,
+        lease_seconds: float = 5.0,
     ) -> None:
         self._telemetry = _telemetry(telemetry)
         self._freeze_gc = freeze_gc_in_bursts
@@ -135,6 +144,8 @@ class Engine(Gateway):
             )
         self._gc_threshold = gc_threshold
         self._queues = _check_queues(queues)
+        self._lease_seconds = _check_many(many_workers, lease_seconds, self._queues)
+        self._ownership: Ownership | None = None
         settings = Settings(
             max_live_executions=max_live_executions,
             implicit_step_ids=implicit_step_ids,
@@ -163,8 +174,13 @@ class Engine(Gateway):
         if self._running:
             raise DurablyError("this engine is already running; create one engine per run")
         if self._owns_store:  # a path: checked, then created (its parent must exist)
-            self.store = open_store(self._store_arg, face="Engine", lock=True, create=True)  # type: ignore[arg-type]
+            lock = "shared" if self._lease_seconds else True
+            self.store = open_store(self._store_arg, face="Engine", lock=lock, create=True)  # type: ignore[arg-type]
         self.clock.bind()
+        own = None
+        if self._lease_seconds:
+            own = self._ownership = Ownership(self.store, self.clock.now_ms, self._lease_seconds)
+            self._notifies_worker = True  # what it writes for another worker's shard
         self._committer = Committer(self.store, inline=self._commit_inline)
         supervisor: Supervisor
         scheduler = Scheduler(
@@ -181,6 +197,7 @@ class Engine(Gateway):
             self._settings,
             self._registry,
             self._telemetry,
+            own,
         )
         self._schedules = ScheduleManager(
             ScheduleHost(self._parts, self._start, lambda: self._closing)
@@ -189,11 +206,12 @@ class Engine(Gateway):
         scheduler.on_timer = supervisor.on_timer
         supervisor.bus = self._bus
         self._supervisor, self._scheduler = supervisor, scheduler
-        if shared(self.store):  # other processes write it: drain the inbox they fill
-            store_path = getattr(self.store, "path", None)
-            sock = None if store_path is None else worker_socket_path(store_path)
-            self._listener = Listener(supervisor, self._answer, sock, self._poll_interval)
-            supervisor.on_finished = self._listener.finished
+        if own is not None:
+            self._committer.fence = own.fence
+            scheduler.accepts = own.owns
+            supervisor.ownership = own
+        if shared(self.store) or own is not None:  # others write it: drain the inbox they fill
+            self._listener = self._listen(supervisor, own)
         if self._gc_threshold is not None:
             _gc.hold(self._gc_threshold)
         self._nursery_cm = trio.open_nursery()
@@ -201,6 +219,8 @@ class Engine(Gateway):
         self._running = True
         try:
             await nursery.start(self._committer.run)
+            if own is not None:
+                own.first_beat()  # the first shards, before anything reads what it owns
             await nursery.start(scheduler.run)
             await nursery.start(self._schedules.run)
             await nursery.start(supervisor.run)
@@ -208,6 +228,9 @@ class Engine(Gateway):
             if self._listener is not None:
                 await nursery.start(self._listener.run)
             self.last_recovery = await self.recover()
+            if own is not None:
+                own.on_lost, own.on_gained = supervisor.shards_lost, self._gained
+                nursery.start_soon(own.run, self._committer.commit)
             if self._telemetry is not None:
                 self._telemetry.watch(self, self._parts)
         except BaseException as exc:
@@ -221,6 +244,17 @@ class Engine(Gateway):
             raise
         self._nursery = nursery
         return self
+
+    def _listen(self, supervisor: Supervisor, own: Ownership | None) -> Listener:
+        """The worker's end of the wake-up channel (its socket beside the store's)."""
+        store_path = getattr(self.store, "path", None)
+        sock = None if store_path is None else worker_socket_path(store_path, own is not None)
+        listener = Listener(supervisor, self._answer, sock, self._poll_interval)
+        supervisor.on_finished = listener.finished
+        if own is not None:
+            listener.ownership = own
+            listener.on_schedule = self._schedules.changed
+        return listener
 
     async def __aexit__(
         self,
@@ -270,6 +304,8 @@ class Engine(Gateway):
                 self._telemetry.unwatch(self._parts)
             if self._supervisor is not None:
                 await self._supervisor.stop()
+            if self._ownership is not None:  # after the actors: the others take over now
+                await self._ownership.leave(self._committer.commit)
             self._committer.close()
             if self._bus is not None:
                 self._bus.close()  # subscriptions end instead of waiting forever
@@ -282,15 +318,45 @@ class Engine(Gateway):
 
     # --- the Gateway's hooks: a worker tells its own supervisor ---
 
+    def _new_id(self) -> str:
+        own = self._ownership
+        return new_execution_id(None if own is None else own.shards)
+
+    def _noted(self, op: Op, execution_id: str, kind: str) -> list[Op]:
+        own = self._ownership
+        if own is None or own.owns(execution_id):
+            return [op]
+        return [op, Notify(execution_id, kind)]  # another worker's: through the inbox
+
+    def _foreign(self, execution_id: str) -> bool:
+        """Whether another worker of many owns it (then it was told through the inbox;
+        the hint makes it look now)."""
+        own = self._ownership
+        if own is None or own.owns(execution_id):
+            return False
+        if self._listener is not None:
+            self._listener.hint_siblings()
+        return True
+
+    def _gained(self, shards: frozenset[int]) -> None:
+        assert self._supervisor is not None
+        self._supervisor.shards_gained(shards)
+        self._schedules.arm_from_records()
+        if self._listener is not None:
+            self._listener.kick()
+
     def _started(self, record: ExecutionRecord, first: Event) -> None:
         assert self._supervisor is not None
+        if self._foreign(record.id):
+            return
         if self._bus is not None:
             self._bus.publish(record.id, [first], 0)
         self._supervisor.started(record, first)
 
     def _signalled(self, execution_id: str, name: str, waiting: bool) -> None:
         assert self._supervisor is not None
-        self._supervisor.signalled(execution_id, waiting)
+        if not self._foreign(execution_id):
+            self._supervisor.signalled(execution_id, waiting)
 
     def _declared_queue(self, name: str) -> Queue:
         assert self._supervisor is not None
@@ -311,13 +377,17 @@ class Engine(Gateway):
         # The live actor is told at once, before the request is durable: the cancellation
         # lands at its next checkpoint and is recorded (with the request taken) by the
         # actor itself, after the request's commit (the commit actor keeps order).
-        if not durable:
+        if not durable and not self._foreign(execution_id):
             assert self._supervisor is not None
             self._supervisor.spawn(execution_id, cancel=(reason, by))
 
     async def _wait_finished(self, execution_id: str) -> None:
         assert self._supervisor is not None
-        await self._supervisor.wait_finished(execution_id)
+        if self._ownership is None or self._ownership.owns(execution_id):
+            await self._supervisor.wait_finished(execution_id)
+        else:  # another worker's end is read from the store (its owner may change too)
+            with trio.move_on_after(self._poll_interval):
+                await self._supervisor.wait_finished(execution_id)
 
     async def _in_worker(
         self, method: str, wire: dict[str, Any], local: Callable[[], Awaitable[Any]]
@@ -458,6 +528,32 @@ def _telemetry(option: bool | Telemetry) -> Telemetry | None:
             f"telemetry takes True, False or a durably.telemetry.Telemetry, not {option!r}"
         )
     return option
+
+
+def _check_many(many_workers: bool, lease_seconds: float, queues: Sequence[Queue]) -> float:
+    """The lease period of a worker of many (0.0 for the one worker of a store)."""
+    if not isinstance(many_workers, bool):
+        raise ConfigurationError(f"many_workers takes True or False, not {many_workers!r}")
+    if not many_workers:
+        return 0.0
+    if isinstance(lease_seconds, bool) or not (
+        isinstance(lease_seconds, (int, float)) and 0.1 <= lease_seconds <= 3600
+    ):
+        raise ConfigurationError(
+            f"lease_seconds takes seconds between 0.1 and 3600, not {lease_seconds!r}"
+        )
+    limited = [
+        q.name
+        for q in queues
+        if (q.concurrency, q.rate_limit, q.partition_concurrency) != (None,) * 3
+    ]
+    if limited:
+        raise ConfigurationError(
+            f"queues {limited} have limits, which one worker keeps: a worker of many "
+            "(many_workers=True) admits only from queues without concurrency or rate "
+            "limits. Serve limited queues from a store with one worker (docs/deployment.md)"
+        )
+    return float(lease_seconds)
 
 
 def _check_queues(queues: Iterable[Queue]) -> tuple[Queue, ...]:

@@ -34,6 +34,7 @@ from durably.stores import (
 
 from ..core._errors import StoreError
 from ._inbox_checks import INBOX_CHECKS
+from ._lease_checks import LEASE_CHECKS
 from ._queue_checks import QUEUE_CHECKS
 from ._signal_checks import SIGNAL_CHECKS
 
@@ -564,6 +565,7 @@ _CHECKS: list[tuple[str, Callable[[_Check, Store], None]]] = [
     ("over-long keys are refused", _check_oversized_keys),
     *INBOX_CHECKS,
     *QUEUE_CHECKS,
+    *LEASE_CHECKS,
     ("a closed store refuses work", _check_closed),
 ]
 

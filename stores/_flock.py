@@ -16,8 +16,10 @@ from typing import IO
 LOCK_FILE = "worker.lock"
 
 
-def try_lock(directory: Path) -> IO[str] | None:
+def try_lock(directory: Path, shared: bool = False) -> IO[str] | None:
     """Take the lock of the store at ``directory``, or None if someone holds it.
+    ``shared``: a worker of many, which holds it beside the others of many (never beside
+    the one worker of a store, nor a client acting for it).
 
     Close the returned file to release the lock.
     """
@@ -25,10 +27,12 @@ def try_lock(directory: Path) -> IO[str] | None:
     fd = os.open(Path(directory) / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
     handle = os.fdopen(fd, "a+")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         return None
+    if shared:
+        return handle  # the pid written is the one worker's, for its refusals
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from durably.core._errors import CorruptRecordError
 
 from ..core._records import INBOX_CALL, InboxEntry
+from ..core._shards import inbox_shard
 from ._codec import unframe
 
 if TYPE_CHECKING:
@@ -22,14 +23,22 @@ def _inbox_key(key: str, kind: str) -> bytes:
     return key.encode() + b"\x00" + kind.encode()
 
 
+def _shard(raw_key: bytes) -> int:
+    name, _, kind = raw_key.rpartition(b"\x00")
+    return inbox_shard(name.decode(errors="replace"), kind.decode(errors="replace"), INBOX_CALL)
+
+
 def inbox_waiting(txn: Txn) -> bool:
     """Whether the inbox holds an entry: the worker's periodic look, one cursor step."""
     return next(iter(txn.scan("inbox", b"", b"")), None) is not None
 
 
-def _take_inbox(txn: Txn, limit: int) -> list[InboxEntry]:
+def _take_inbox(txn: Txn, limit: int, shards: frozenset[int] | None = None) -> list[InboxEntry]:
     # Keys first, deletes after: neither backend's scan may see its table change under it.
-    keys = [key for key, _ in islice(txn.scan("inbox", b"", b""), max(limit, 0))]
+    items = (key for key, _ in txn.scan("inbox", b"", b""))
+    if shards is not None:
+        items = (key for key in items if _shard(key) in shards)
+    keys = list(islice(items, max(limit, 0)))
     out: list[InboxEntry] = []
     for raw_key in keys:
         txn.delete("inbox", raw_key)

@@ -99,7 +99,9 @@ log = logging.getLogger("durably")
 INBOX_TABLES = ("inbox", "calls", "replies")
 #: The queue tables (``_queues.py``); likewise missing from a store older than queues.
 QUEUE_TABLES = ("queues", "queue_dedup", "debounce", "admissions")
-OPTIONAL_TABLES = INBOX_TABLES + QUEUE_TABLES
+#: The tables of many workers (``_leases.py``); likewise missing from older stores.
+LEASE_TABLES = ("leases", "workers")
+OPTIONAL_TABLES = INBOX_TABLES + QUEUE_TABLES + LEASE_TABLES
 TABLES = (
     "executions",
     "events",
@@ -113,6 +115,7 @@ TABLES = (
     "meta",
     *INBOX_TABLES,
     *QUEUE_TABLES,
+    *LEASE_TABLES,
 )
 
 SCHEMA_VERSION = 1
@@ -514,8 +517,8 @@ def apply_op(txn: Txn, op: Op) -> Any:
         case Notify(execution_id=eid, kind=kind):
             txn.put("inbox", _inbox_key(eid, kind), b"")
             return None
-        case TakeInbox(limit=limit):
-            return _take_inbox(txn, limit)
+        case TakeInbox(limit=limit, shards=shards):
+            return _take_inbox(txn, limit, shards)
         case PutCall(token=token, request=request):
             txn.put("calls", token.encode(), frame(request))
             txn.put("inbox", _inbox_key(token, INBOX_CALL), b"")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import dropwhile
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from typing import IO, Any, Literal, TypeVar, cast
 
 import lmdb
 
@@ -37,8 +37,8 @@ from durably.core._errors import (
     StoreLockedError,
 )
 
-from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout, _queues, _scans
+from ..core._records import ExecutionRecord, LeaseInfo, MailboxEntry, Op, PutMeta, Timer
+from . import _layout, _leases, _queues, _scans
 from ._apply import apply_ops
 from ._flock import holder, try_lock
 
@@ -138,8 +138,10 @@ class LmdbStore:
 
     ``sync=True`` (the default) fsyncs every commit: an acknowledged batch survives a
     crash. ``lock=True`` makes this the one worker of the path; clients that only start,
-    signal and read pass ``lock=False``. ``inline=True`` commits on the calling thread
-    (needed under a trio ``MockClock``); by default the engine commits in a worker thread.
+    signal and read pass ``lock=False``; ``lock="shared"`` is a worker of many
+    (``Engine(many_workers=True)``), beside others of many but never beside the one.
+    ``inline=True`` commits on the calling thread (needed under a trio ``MockClock``); by
+    default the engine commits in a worker thread.
     """
 
     def __init__(
@@ -149,7 +151,7 @@ class LmdbStore:
         map_size: int = 64 * _MIB,
         max_map_size: int | None = None,
         sync: bool = True,
-        lock: bool = True,
+        lock: bool | Literal["shared"] = True,
         inline: bool = False,
         readonly: bool = False,
     ) -> None:
@@ -173,7 +175,7 @@ class LmdbStore:
             # can act as the operator, so the directory is the access control.
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         if lock and not readonly:
-            self._lock_file = _take_worker_lock(self.path)
+            self._lock_file = _take_worker_lock(self.path, lock == "shared")
         try:
             self._env, self._dbs = self._open(map_size, sync)
         except BaseException:
@@ -464,6 +466,12 @@ class LmdbStore:
         with self._read(None, f"reading the admissions of queue {queue!r}") as txn:
             return _queues.admissions(_LmdbTxn(txn, self._dbs), queue)
 
+    def leases(self) -> list[LeaseInfo]:
+        if "leases" not in self._dbs:
+            return []
+        with self._read(None, "reading the shard leases") as txn:
+            return _leases.leases(_LmdbTxn(txn, self._dbs))
+
     def inbox_waiting(self) -> bool:
         if "inbox" not in self._dbs:
             return False  # read-only, over a store older than the inbox
@@ -567,8 +575,14 @@ def _owner(ops: Sequence[Op]) -> str | None:
     return eid if isinstance(eid, str) else None
 
 
-def _take_worker_lock(path: Path) -> IO[str]:
-    handle = try_lock(path)
+def _take_worker_lock(path: Path, shared: bool) -> IO[str]:
+    handle = try_lock(path, shared)
+    if handle is None and shared:
+        raise StoreLockedError(
+            f"the store at {path} is held by its one worker (pid {holder(path)}, started "
+            "without many_workers) or by a client acting for it; every worker of a store "
+            "served by many must pass many_workers=True"
+        )
     if handle is None:
         raise StoreLockedError(
             f"the store at {path} is held by another worker (pid {holder(path)}); run one "

@@ -13,8 +13,8 @@ from typing import Any
 
 from durably.core._errors import CorruptRecordError, StoreClosedError
 
-from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout, _queues, _scans
+from ..core._records import ExecutionRecord, LeaseInfo, MailboxEntry, Op, PutMeta, Timer
+from . import _layout, _leases, _queues, _scans
 from ._apply import apply_ops
 
 
@@ -165,6 +165,9 @@ class MemoryStore:
 
     def admissions(self, queue: str) -> list[tuple[int, str]]:
         return _queues.admissions(self._txn(), queue)
+
+    def leases(self) -> list[LeaseInfo]:
+        return _leases.leases(self._txn())
 
     def inbox_waiting(self) -> bool:
         self._txn()  # refuses a closed store

@@ -41,7 +41,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg import errors
@@ -49,8 +49,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from durably.core._errors import CorruptRecordError, StoreClosedError, StoreLockedError
 
-from ..core._records import ExecutionRecord, MailboxEntry, Op, PutMeta, Timer
-from . import _layout, _queues, _scans
+from ..core._records import ExecutionRecord, LeaseInfo, MailboxEntry, Op, PutMeta, Timer
+from . import _layout, _leases, _queues, _scans
 from ._apply import apply_ops
 from ._pg_schema import describe, failure, lock_key, prepare
 from ._pg_txn import PgTxn, Sql, reads_of
@@ -83,9 +83,10 @@ class PostgresStore:
     usually ``public``); several stores may share one database in several schemas. The
     first open creates the tables unless ``create`` is False (then a database without
     them is ``StoreNotFoundError``). ``lock=True`` makes this the one worker of the
-    store; clients pass ``lock=False``. ``sync=False`` commits without waiting for the
-    server's WAL flush (``synchronous_commit = off``): faster, and the last moments'
-    batches may be lost if the server crashes.
+    store; clients pass ``lock=False``; ``lock="shared"`` is a worker of many.
+    ``sync=False`` commits without waiting for the server's WAL flush
+    (``synchronous_commit = off``): faster, and the last moments' batches may be lost if
+    the server crashes.
     """
 
     inline = False
@@ -95,7 +96,7 @@ class PostgresStore:
         dsn: str,
         *,
         schema: str | None = None,
-        lock: bool = True,
+        lock: bool | Literal["shared"] = True,
         create: bool = True,
         sync: bool = True,
         connect_timeout: float = 10.0,
@@ -122,7 +123,7 @@ class PostgresStore:
             """The ``LISTEN``/``NOTIFY`` channel of this store's inbox."""
             self._worker_key = lock_key("worker", self.schema)
             if lock:
-                self._worker_lock = self._take_worker_lock()
+                self._worker_lock = self._take_worker_lock(lock == "shared")
             self._check_layout(create)
         except psycopg.Error as exc:
             self.close()
@@ -178,16 +179,18 @@ class PostgresStore:
 
     # --- the worker lock ---
 
-    def try_worker_lock(self) -> WorkerLock | None:
+    def try_worker_lock(self, shared: bool = False) -> WorkerLock | None:
         """Take the store's worker lock, or None if a worker (or a client acting for
-        one) holds it. Close the returned lock to release it."""
+        one) holds it. Close the returned lock to release it. ``shared``: a worker of
+        many, beside the others of many."""
         self._check_open()
         try:
             conn = self._connect("worker")
         except psycopg.Error as exc:
             raise failure(exc, "taking the worker lock", self.where) from exc
         try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._worker_key,)).fetchone()
+            take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+            row = conn.execute(f"SELECT {take}(%s)", (self._worker_key,)).fetchone()
         except BaseException:
             conn.close()
             raise
@@ -196,8 +199,15 @@ class PostgresStore:
             return None
         return WorkerLock(conn)
 
-    def _take_worker_lock(self) -> WorkerLock:
-        held = self.try_worker_lock()
+    def _take_worker_lock(self, shared: bool) -> WorkerLock:
+        held = self.try_worker_lock(shared)
+        if held is None and shared:
+            raise StoreLockedError(
+                f"the store in the PostgreSQL {self.where} (schema {self.schema!r}) is held "
+                f"by its one worker ({self._holder()}), started without many_workers, or a "
+                "client acting for it; every worker of a store served by many must pass "
+                "many_workers=True"
+            )
         if held is None:
             raise StoreLockedError(
                 f"the store in the PostgreSQL {self.where} (schema {self.schema!r}) is held "
@@ -346,6 +356,10 @@ class PostgresStore:
     def admissions(self, queue: str) -> list[tuple[int, str]]:
         with self._read() as txn:
             return _queues.admissions(txn, queue)
+
+    def leases(self) -> list[LeaseInfo]:
+        with self._read() as txn:
+            return _leases.leases(txn)
 
     def inbox_waiting(self) -> bool:
         with self._read(False) as txn:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..core._errors import CorruptRecordError
-from ..core._records import ExecutionRecord, MailboxEntry, Op, Timer
+from ..core._records import ExecutionRecord, LeaseInfo, MailboxEntry, Op, Timer
 
 
 @runtime_checkable
@@ -100,6 +100,11 @@ class Store(Protocol):
     def admissions(self, queue: str) -> list[tuple[int, str]]:
         """The queue's recent admissions as ``(at_ms, execution_id)``, oldest first (the
         rate window and the stats minute; older ones are removed as they expire)."""
+        ...
+
+    def leases(self) -> list[LeaseInfo]:
+        """Every held or once-held shard lease of the workers of many (``Heartbeat``),
+        in shard order; empty for a store served by one worker."""
         ...
 
     def inbox_waiting(self) -> bool:

@@ -206,6 +206,14 @@ class StoreLockedError(StoreError):
     """Another worker process already holds the store at this path."""
 
 
+class LeaseLostError(DurablyError):
+    """A write of this worker was refused because the lease of the execution's shard is
+    no longer its own (it paused past the lease period, or was cut off, and another
+    worker took the shard over). Nothing of the write was kept; the execution goes on
+    at its new owner, and this worker stops its actor. Not a ``StoreError``: the rest of
+    the batch it rode in commits."""
+
+
 class StoreUnavailableError(StoreError):
     """The store's database server cannot be reached (not running, a wrong address, the
     connection lost); nothing of the call was acknowledged. The message names the server."""

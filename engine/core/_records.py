@@ -366,10 +366,12 @@ class TakeInbox:
     """Remove and return up to ``limit`` inbox entries, in key order, each call entry with
     its request (removed too; a damaged one is returned as its error, never kept).
 
-    Result: a list of ``InboxEntry``.
+    Result: a list of ``InboxEntry``. With ``shards``, only entries of those shards
+    (``core/_shards.py``): a worker of many takes what its leases cover.
     """
 
     limit: int
+    shards: frozenset[int] | None = None
 
 
 @attrs.frozen
@@ -499,8 +501,58 @@ class PutQueue:
     data: Any
 
 
+# --- many workers: shard leases (core/_shards.py) ----------------------------------------
+
+
+@attrs.frozen
+class Heartbeat:
+    """A worker's beat: its own entry in ``workers`` (alive until ``now_ms + lease_ms``),
+    every lease it still holds renewed, those in ``release`` given up (free at once),
+    and, if ``claim``, free or expired shards claimed (epoch + 1) up to a fair share of
+    the live workers. ``leaving``: release every lease and remove the worker's entry.
+
+    Result: a ``Leases``.
+    """
+
+    worker: str
+    now_ms: int
+    lease_ms: int
+    release: frozenset[int] = frozenset()
+    claim: bool = True
+    leaving: bool = False
+
+
+@attrs.frozen
+class Leases:
+    #: shard -> epoch, every lease the worker holds after the beat.
+    held: dict[int, int]
+    #: Live workers (this one included), as the beat counted them.
+    workers: int
+
+
+@attrs.frozen
+class Fence:
+    """Refuse the batch's ops of ``worker`` (``LeaseLostError``) unless it still holds each
+    ``(shard, epoch)`` lease: the check every write of a worker of many carries."""
+
+    worker: str
+    leases: tuple[tuple[int, int], ...]
+
+
+@attrs.frozen
+class LeaseInfo:
+    """One shard's lease, as ``Store.leases()`` lists it."""
+
+    shard: int
+    worker: str
+    epoch: int
+    expires_ms: int
+
+
 Op = (
-    CreateExecution
+    Heartbeat
+    | Fence
+    | CreateExecution
     | Enqueue
     | Debounce
     | Admit

@@ -29,6 +29,7 @@ from durably.stores import Op, PutCall, TakeReply, WithdrawCall
 from ..core import _errors
 from ..core._calls import CALL_TIMEOUT_S, decode_reply, encode_request
 from ..core._errors import DurablyError, PayloadError
+from ..core._shards import ROUTE_MARK
 from . import _wire
 
 log = logging.getLogger("durably")
@@ -47,6 +48,7 @@ class ClientChannel:
         self._closed = False
         self._finished: dict[str, trio.Event] = {}
         self._called: dict[str, trio.Event] = {}
+        self._siblings = None if worker_path is None else _wire.Siblings(worker_path)
 
     async def open(self, nursery: trio.Nursery) -> None:
         if self.worker_path is None or self._closed:
@@ -88,9 +90,12 @@ class ClientChannel:
     def hint(self, message: dict[str, Any]) -> bool:
         """Tell the worker to look at the store now; False if it did not go (no worker,
         a full queue, a closed channel): the worker's periodic look will find it."""
-        if self._closed or self._sender is None:
+        if self._closed or self._sender is None or self._siblings is None:
             return False
-        return self._sender.send(self.worker_path, message)
+        sent = False
+        for path in self._siblings.paths():  # the one worker, or each of many
+            sent = self._sender.send(path, message) or sent
+        return sent
 
     async def _receive(self, sock: trio.socket.SocketType) -> None:
         """The worker's wake-ups ("done", "called"); anything else is ignored."""
@@ -134,10 +139,15 @@ class ClientChannel:
         max_payload_bytes: int,
         poll_interval: float,
         store_path: str,
+        route: str | None = None,
     ) -> Any:
         """Have the store's worker run ``method`` through the store; its answer, or its
-        error as the same durably error type. Gives up after ``CALL_TIMEOUT_S``."""
+        error as the same durably error type. Gives up after ``CALL_TIMEOUT_S``.
+        ``route``: the execution (or ``schedule:<id>``) it concerns, whose owner runs it
+        when many workers serve the store (``core/_shards.py``)."""
         token = secrets.token_hex(16)
+        if route is not None:
+            token = f"{route}{ROUTE_MARK}{token}"
         deadline_ms = now_ms() + int(CALL_TIMEOUT_S * 1000)
         try:
             request = encode_request(method, args, self.path, deadline_ms)

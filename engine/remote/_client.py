@@ -172,11 +172,16 @@ class Client(Gateway):
                 return await local()
             finally:
                 lock.close()
+        target = wire.get("execution_id") or wire.get("schedule_id")
+        route = None
+        if isinstance(target, str):  # the call goes to the owner, if many workers serve it
+            route = target if "execution_id" in wire else f"schedule:{target}"
         return await self._channel.call(
             self._committer.commit,
             self.clock.now_ms,
             method,
             wire,
+            route=route,
             max_payload_bytes=self._settings.max_payload_bytes,
             poll_interval=self._poll_interval,
             store_path=where(self.store),

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -51,7 +51,11 @@ from ..core._records import (
 from ..core._status import TERMINAL
 from . import _wire
 
+if TYPE_CHECKING:
+    from ..runtime._ownership import Ownership
+
 log = logging.getLogger("durably")
+SCHEDULE_OWNER = "schedule:"
 
 #: Inbox entries taken per transaction.
 _PAGE = 500
@@ -104,6 +108,11 @@ class Listener:
         self._watch_order: dict[tuple[str, str], None] = {}
         self.looks = 0
         """How many times the inbox was found holding entries (for tests and figures)."""
+        #: A worker of many: takes only its shards' entries, watches only its executions.
+        self.ownership: Ownership | None = None
+        self._siblings = None if path is None else _wire.Siblings(path)
+        #: Told of a schedule another worker of many changed (its owner arms it).
+        self.on_schedule: Callable[[str], None] | None = None
 
     @property
     def _store(self) -> Store:
@@ -174,6 +183,14 @@ class Listener:
 
     # --- looking at the inbox ---
 
+    def hint_siblings(self) -> None:
+        """Make the other workers of many look at the inbox now (this one wrote there
+        for an execution of theirs); on PostgreSQL the write's NOTIFY does it."""
+        if self._siblings is not None:
+            for path in self._siblings.paths():
+                if path != self.path:
+                    self._sender.send(path, {"op": "look"})
+
     def kick(self) -> None:
         """Look at the inbox soon (a datagram arrived, or the periodic look found work)."""
         self._kicked.set()
@@ -220,7 +237,9 @@ class Listener:
         try:
             while not self._worker.closing and self._store.inbox_waiting():
                 self.looks += 1
-                [entries] = await self._worker.parts.committer.commit([TakeInbox(_PAGE)])
+                own = self.ownership
+                take = TakeInbox(_PAGE) if own is None else own.take_inbox(_PAGE)
+                [entries] = await self._worker.parts.committer.commit([take])
                 for entry in entries:
                     self._act(entry)
                 if not entries:
@@ -246,6 +265,10 @@ class Listener:
             log.exception("durably: acting on the inbox entry %.80r failed", entry.key)
 
     def _look_at(self, eid: str, kind: str) -> None:
+        if eid.startswith(SCHEDULE_OWNER):  # another worker of many changed a schedule
+            if self.on_schedule is not None:
+                self.on_schedule(eid[len(SCHEDULE_OWNER) :])
+            return
         record = self._store.get_execution(eid)
         if record is None or record.status in TERMINAL:
             return
@@ -338,6 +361,8 @@ class Listener:
         ):
             log.debug("durably: a malformed watch datagram was ignored")
             return
+        if self.ownership is not None and not self.ownership.owns(eid):
+            return  # another worker's: its owner answers the watch (clients hint every one)
         try:
             record = self._store.get_execution(eid)
         except DurablyError:

@@ -27,6 +27,7 @@ import secrets
 import socket
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +80,50 @@ def _in_short_dir(name: str, what: str) -> str:
     )
 
 
-def worker_socket_path(store_path: Path) -> str:
+def worker_socket_path(store_path: Path, many: bool = False) -> str:
     """The worker's socket: ``worker.sock`` in the store directory when the address fits,
     else ``worker.sock`` in a private ``durably-<hash>`` directory of the temp directory,
     or of ``/tmp`` when the temp directory is too long too. Every process computes the
-    same path from the store's path (and ``TMPDIR``): that is how clients find it."""
+    same path from the store's path (and ``TMPDIR``): that is how clients find it. A
+    worker of many (``many``) binds ``worker-<pid>.sock`` beside it: a client hints
+    every socket there (``siblings``)."""
     resolved = str(Path(store_path).resolve())
-    path = os.path.join(resolved, "worker.sock")
+    name = f"worker-{os.getpid()}.sock" if many else WORKER_SOCKET
+    path = os.path.join(resolved, name)
     if fits(path):
         return path
     digest = hashlib.sha256(resolved.encode(errors="surrogateescape")).hexdigest()[:20]
-    return _in_short_dir(os.path.join(f"durably-{digest}", "worker.sock"), "the worker socket")
+    return _in_short_dir(os.path.join(f"durably-{digest}", name), "the worker socket")
+
+
+WORKER_SOCKET = "worker.sock"
+#: How long a listing of a store's worker sockets is reused before it is read again.
+_SIBLINGS_TTL = 1.0
+
+
+class Siblings:
+    """The worker sockets beside ``path`` (the one worker's and those of many), listed
+    at most once a second: a hint goes to each, and only the owner acts on it."""
+
+    def __init__(self, path: str) -> None:
+        self.directory = os.path.dirname(path)
+        self._paths: list[str] = [path]
+        self._listed = -_SIBLINGS_TTL
+
+    def paths(self) -> list[str]:
+        now = time.monotonic()
+        if now - self._listed >= _SIBLINGS_TTL:
+            self._listed = now
+            try:
+                names = os.listdir(self.directory)
+            except OSError:
+                names = []
+            found = [n for n in names if n == WORKER_SOCKET or _MANY.fullmatch(n)]
+            self._paths = [os.path.join(self.directory, n) for n in sorted(found)]
+        return self._paths
+
+
+_MANY = re.compile(r"worker-[0-9]{1,10}\.sock")
 
 
 def is_fallback(path: str) -> bool:

@@ -47,6 +47,7 @@ from ..core import _codec
 from ..core._errors import (
     CorruptRecordError,
     DurablyError,
+    LeaseLostError,
     NonDeterminismError,
     PayloadError,
     WorkflowTimeoutError,
@@ -212,9 +213,12 @@ class ExecutionActor(Waiting):
             if self.scope.cancelled_caught and self.cancel_reason is not None:
                 await self._finish_cancelled()
         except _EngineFailure as exc:
-            log.error(
-                "execution %s stopped: the store failed: %s",
+            lost = isinstance(exc.error, LeaseLostError)  # its new owner carries on
+            log.log(
+                logging.INFO if lost else logging.ERROR,
+                "execution %s stopped: %s: %s",
                 self.execution_id,
+                "its shard was taken over" if lost else "the store failed",
                 exc,
                 extra=self.log_extra(),
             )

@@ -42,6 +42,7 @@ from ..core._events import (
 from ..core._history import due_after
 from ..core._queue import Queue
 from ..core._records import Enqueue, child_signal
+from ..core._shards import shard_of
 from ..core._status import Wait
 from ..core._workflow import WorkflowDefinition
 from ._enqueue import QueueArgs, queued_record
@@ -122,7 +123,12 @@ class Children(ContextBase):
                 return ChildHandle(started.child_id, sid, definition, self)
             where = f"input of child {sid!r} of execution {actor.execution_id}"
             shaped = _codec.check(input, definition.input_type, where)
-            child_id = new_execution_id()
+            # A child lives in its parent's shard: the same worker owns both, so a
+            # child's end wakes its parent without crossing to another worker.
+            own = actor.parts.ownership
+            child_id = new_execution_id(
+                None if own is None else frozenset((shard_of(actor.execution_id),))
+            )
             now = actor.parts.clock.now_ms()
             record = ExecutionRecord(
                 id=child_id,
@@ -228,7 +234,9 @@ class Children(ContextBase):
         actor = self._actor
         now = actor.parts.clock.now_ms()
         key = f"durably.enqueue:{actor.execution_id}:{sid}"
-        record, raw = queued_record(actor.parts.registry, now, args, workflow, input, key)
+        own = actor.parts.ownership
+        eid = None if own is None else new_execution_id(frozenset((shard_of(actor.execution_id),)))
+        record, raw = queued_record(actor.parts.registry, now, args, workflow, input, key, eid)
         if delay:
             record = attrs.evolve(record, not_before=due_after(now, delay))
         limit = actor.parts.settings.max_payload_bytes

@@ -97,12 +97,19 @@ class Committer:
         self._runnable: Callable[[], int] = _public_runnable
         #: Told each batch's op count and write seconds (telemetry); ``None``: not timed.
         self.on_commit: Callable[[int, float], None] | None = None
+        #: A worker of many: adds the lease check its writes must pass, or refuses them
+        #: (``Ownership.fence``); ``None`` for the one worker of a store.
+        self.fence: Callable[[list[Op]], list[Op]] | None = None
 
     def statistics(self) -> CommitStatistics:
         return CommitStatistics(self._batches, self._ops, self._inline_batches, self._largest)
 
     async def commit(self, ops: list[Op]) -> list[Any]:
         """Hand ``ops`` to the next group commit; return their results once durable."""
+        skip = 0  # a fence's own result is not the producer's
+        if self.fence is not None:
+            fenced = self.fence(ops)
+            skip, ops = len(fenced) - len(ops), fenced
         if not self._pending.slices and not self._writing and self._inline_mode != "never":
             # Maybe alone: let the rest of this scheduler tick run first, then look again.
             # Producers that yield here together are rescheduled together, and trio's
@@ -120,7 +127,8 @@ class Committer:
             ):
                 if self._closed:
                     raise StoreError("the engine is shutting down; nothing more is committed")
-                return self._commit_alone(ops)
+                results = self._commit_alone(ops)
+                return results[skip:] if skip else results
         while len(self._pending.ops) >= self._max_batch_ops and not self._closed:
             await self._space.wait()  # backpressure: the committer is behind
         if self._closed:  # also when closed while waiting for space: nothing handed over
@@ -140,7 +148,7 @@ class Committer:
         error = batch.errors.get(index)
         if error is not None:
             raise error
-        return batch.results[start : start + len(ops)]
+        return batch.results[start + skip : start + len(ops)]
 
     def _commit_alone(self, ops: list[Op]) -> list[Any]:
         """A producer with the loop to itself commits on the spot.

@@ -58,6 +58,9 @@ class Enqueuing:
     _committer: Committer
     _notifies_worker: bool
 
+    def _new_id(self) -> str:
+        raise NotImplementedError  # the Gateway's
+
     if TYPE_CHECKING:
 
         def _check_running(self) -> None: ...
@@ -156,6 +159,7 @@ class Enqueuing:
             QueueArgs(name, declared, priority, dedup_id, partition),
             workflow,
             input,
+            eid=self._new_id(),
         )
         self._check_size(len(raw), f"the input of workflow {record.workflow!r}")
         return record, raw
@@ -188,6 +192,7 @@ def queued_record(
     workflow: WorkflowDefinition[Any, Any] | str,
     input: Any,
     idempotency_key: str | None = None,
+    eid: str | None = None,
 ) -> tuple[ExecutionRecord, bytes]:
     """The checked record (status ``queued``) and first event of an enqueued execution."""
     name = args.name
@@ -206,7 +211,7 @@ def queued_record(
     tp = Any if definition is None else definition.input_type
     shaped = _codec.check(input, tp, f"input of workflow {workflow_name!r}")
     record = ExecutionRecord(
-        id=new_execution_id(),
+        id=eid or new_execution_id(),
         workflow=workflow_name,
         status="queued",
         input=shaped,

@@ -31,7 +31,6 @@ from ..core._errors import ConfigurationError, DurablyError, UnknownExecutionErr
 from ..core._events import Event, ExecutionStarted, Published, decode_all, encode
 from ..core._types import Signal, SignalDelivery, SignalOutcome as SignalReceipt, Status
 from ..core._workflow import WorkflowDefinition
-from ._ports import new_execution_id
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -82,6 +81,10 @@ class Exchange:
     _registry: Registry
     _committer: Committer
     _notifies_worker: bool
+
+    def _new_id(self) -> str:
+        raise NotImplementedError  # the Gateway's
+
     _start_status: str
 
     if TYPE_CHECKING:
@@ -121,7 +124,7 @@ class Exchange:
         self._check_size(len(_codec.dump(data, "")), f"the payload of signal {sig.name!r}")
         now = self.clock.now_ms()
         record = ExecutionRecord(
-            id=new_execution_id(),
+            id=self._new_id(),
             workflow=name,
             status=self._start_status,
             input=shaped,

@@ -115,6 +115,10 @@ class Gateway(Exchange, Enqueuing):
         """``[op]``, and its inbox entry if this face notifies a worker (one transaction)."""
         return [op, Notify(execution_id, kind)] if self._notifies_worker else [op]
 
+    def _new_id(self) -> str:
+        """The id of an execution this face creates (a worker of many: in its shards)."""
+        return new_execution_id()
+
     def _started(self, record: ExecutionRecord, first: Event) -> None:
         raise NotImplementedError
 
@@ -183,7 +187,7 @@ class Gateway(Exchange, Enqueuing):
                 return existing
         tp = Any if definition is None else definition.input_type  # None: the worker checks
         shaped = _codec.check(input, tp, f"input of workflow {name!r}")
-        eid = new_execution_id()
+        eid = self._new_id()
         now = self.clock.now_ms()
         record = ExecutionRecord(
             id=eid,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from durably.stores import LmdbStore, Store
 from durably.stores._flock import try_lock
@@ -55,7 +55,9 @@ def store_path(arg: Any, face: str) -> Path | str:
     return Path(text)
 
 
-def open_store(path: Path | str, *, face: str, lock: bool, create: bool) -> Store:
+def open_store(
+    path: Path | str, *, face: str, lock: bool | Literal["shared"], create: bool
+) -> Store:
     """The ``LmdbStore`` at ``path``, after :func:`check_path`, or the ``PostgresStore`` of
     a DSN; any ``OSError`` the opening still meets (a race, a full directory) is a
     :class:`StorePathError` naming the path."""
@@ -72,7 +74,7 @@ def open_store(path: Path | str, *, face: str, lock: bool, create: bool) -> Stor
         ) from exc
 
 
-def open_postgres(dsn: str, *, lock: bool, create: bool) -> Store:
+def open_postgres(dsn: str, *, lock: bool | Literal["shared"], create: bool) -> Store:
     """The ``PostgresStore`` of ``dsn``; without psycopg, an error that says what to install."""
     try:
         from durably.stores._postgres import PostgresStore

@@ -29,6 +29,7 @@ from ..core._events import Event
 from ..core._history import HistoryFacts
 from ..core._queue import Queue
 from ..core._replay import Replayer
+from ..core._shards import shard_of
 from ..core._workflow import WorkflowDefinition
 
 if TYPE_CHECKING:
@@ -37,18 +38,21 @@ if TYPE_CHECKING:
     from ._clock import Clock
     from ._commit import Committer
     from ._latch import Wake
+    from ._ownership import Ownership
     from ._scheduler import Scheduler
 
 
 _last_id = [0, 0]
 
 
-def new_execution_id() -> str:
+def new_execution_id(within: frozenset[int] | None = None) -> str:
     """A 32-hex-digit id that sorts by creation time (ms), then 80 random bits.
 
     Within a process the ids also sort in the order they were made (the random part
     counts up within one millisecond, or if the wall clock steps back): a queue's
-    arrival order survives a restart, which rebuilds it from ids.
+    arrival order survives a restart, which rebuilds it from ids. ``within``: an id of
+    one of those shards (a worker of many starts executions in shards it holds; the
+    random part counts on until one lands there, so the order still holds).
     """
     ms = int(time.time() * 1000)
     last = _last_id
@@ -56,8 +60,13 @@ def new_execution_id() -> str:
         ms, tail = last[0], last[1] + 1
     else:
         tail = secrets.randbits(79)  # room to count up without carrying into the time
+    eid = f"{ms:012x}{tail:020x}"
+    if within:
+        while shard_of(eid) not in within:
+            tail += 1
+            eid = f"{ms:012x}{tail:020x}"
     last[0], last[1] = ms, tail
-    return f"{ms:012x}{tail:020x}"
+    return eid
 
 
 @attrs.frozen
@@ -166,6 +175,8 @@ class Parts:
     settings: Settings
     registry: Registry
     telemetry: Telemetry | None = None
+    #: A worker of many's leases (``_ownership.py``); ``None`` for the one worker.
+    ownership: Ownership | None = None
 
 
 def first_signal(store: Store, execution_id: str, name: str) -> MailboxEntry | None:

@@ -32,6 +32,7 @@ from ..core._consistency import (
 from ..core._errors import CorruptRecordError, StoreCorruptError, StoreError
 from ..core._history import TIMEOUT_TIMER
 from ..core._records import CANCEL_SIGNAL, MailboxEntry, cancel_args
+from ..core._shards import shard_of
 from ..core._status import TERMINAL
 from ._ports import Parts
 from ._queues import QueueManager
@@ -104,8 +105,10 @@ class RecoveryHost(Protocol):
 class Recovery:
     """One run of recovery (``run``), with what it counts on the way."""
 
-    def __init__(self, host: RecoveryHost) -> None:
+    def __init__(self, host: RecoveryHost, shards: frozenset[int] | None = None) -> None:
         self.host = host
+        #: A worker of many recovers only the shards it holds (``core/_shards.py``).
+        self.shards = shards
         self.store = host.parts.store
         self.resumed = self.parked = self.woken = self.queued = 0
         self.unknown: set[str] = set()
@@ -116,6 +119,8 @@ class Recovery:
 
     def run(self) -> RecoveryReport:
         loaded = self.store.due_timers(NEVER_MS)
+        if self.shards is not None:
+            loaded = [t for t in loaded if shard_of(t.owner) in self.shards]
         self.index = TimerIndex(loaded)
         try:
             # One pass over the mailboxes instead of a read per execution: most have none.
@@ -179,6 +184,8 @@ class Recovery:
         eid, status = fields["id"], fields["status"]
         if status in TERMINAL or eid in host.live or eid in host.held:
             return
+        if self.shards is not None and shard_of(eid) not in self.shards:
+            return  # another worker's
         if again and eid in host.runq:
             return  # resumed by the first pass already
         definition = host.parts.registry.get(fields["workflow"])

@@ -92,13 +92,15 @@ class Scheduler:
         self.fired = 0
         #: Told how late (ms) each timer fired (telemetry); ``None``: not measured.
         self.on_late: Callable[[int], None] | None = None
+        #: A worker of many arms only the timers of the shards it holds.
+        self.accepts: Callable[[str], bool] | None = None
 
     def __len__(self) -> int:
         return len(self._armed)
 
     def arm(self, timer: Timer) -> None:
         key = (timer.due_ms, timer.owner, timer.timer_id)
-        if key in self._armed:
+        if key in self._armed or (self.accepts is not None and not self.accepts(timer.owner)):
             return
         self._armed.add(key)
         heapq.heappush(self._heap, key)
@@ -107,6 +109,11 @@ class Scheduler:
 
     def disarm(self, timer: Timer) -> None:
         self._armed.discard((timer.due_ms, timer.owner, timer.timer_id))
+
+    def disarm_where(self, owned: Callable[[str], bool]) -> None:
+        """Disarm every timer whose owner ``owned`` says (a worker of many lost them)."""
+        for key in [key for key in self._armed if owned(key[1])]:
+            self._armed.discard(key)  # in place: the loop holds the set
 
     def load(self) -> int:
         """Arm every timer of the store's index; returns how many."""

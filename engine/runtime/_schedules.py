@@ -34,6 +34,7 @@ from durably.stores import (
     ACTIVE_STATUSES,
     AddTimer,
     DeleteSchedule,
+    Notify,
     Op,
     PutSchedule,
     RemoveTimer,
@@ -49,6 +50,7 @@ from ..core._errors import (
     UnknownScheduleError,
     UnknownWorkflowError,
 )
+from ..core._records import INBOX_SIGNAL
 from ..core._schedule import Schedule, ScheduleStatus
 from ..core._types import from_ms
 from ._cadence import (
@@ -195,7 +197,7 @@ class ScheduleManager:
         self._due_send.send_nowait(timer)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._arm_from_records()
+        self.arm_from_records()
         task_status.started()
         async for timer in self._due_recv:
             try:
@@ -206,7 +208,7 @@ class ScheduleManager:
                 # The timer stays in the index: the fire is retried by the next engine.
                 log.error("schedule %s: fire at %s failed: %s", timer.owner, timer.due_ms, exc)
 
-    def _arm_from_records(self) -> None:
+    def arm_from_records(self) -> None:
         """Arm each active schedule's next fire from its record, at start.
 
         The timers index holds it too, but a timer key carries no checksum: a damaged one
@@ -224,9 +226,22 @@ class ScheduleManager:
             except DurablyError as exc:
                 log.error("schedule %s cannot be read: %s", sid, exc)
                 continue
-            timer = record.timer()
-            if timer is not None and record.status == ScheduleStatus.ACTIVE:
-                self.host.parts.scheduler.arm(timer)
+            self._arm(record)
+
+    def _arm(self, record: _Record) -> None:
+        timer = record.timer()
+        if timer is not None and record.status == ScheduleStatus.ACTIVE:
+            self.host.parts.scheduler.arm(timer)  # (a worker of many: if it owns it)
+
+    def changed(self, sid: str) -> None:
+        """Another worker of many changed the schedule: arm its next fire if it is ours."""
+        try:
+            record = self._load(sid)
+        except DurablyError as exc:
+            log.error("schedule %s cannot be read: %s", sid, exc)
+            return
+        if record is not None:
+            self._arm(record)
 
     async def _fire(self, sid: str, due: int) -> None:
         async with self._lock:
@@ -317,6 +332,10 @@ class ScheduleManager:
             ops.append(PutSchedule(new.id, new.to_data()))
         if new_timer is not None and new_timer != old_timer:
             ops.append(AddTimer(new_timer))
+        own = self.host.parts.ownership
+        owner = _OWNER + (new.id if new is not None else old.id if old is not None else "")
+        if own is not None and not own.owns(owner):
+            ops.append(Notify(owner, INBOX_SIGNAL))  # the owner arms its fires
         await self.host.parts.committer.commit(ops)
         if old_timer is not None and old_timer != new_timer:
             self.host.parts.scheduler.disarm(old_timer)

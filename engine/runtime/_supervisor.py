@@ -27,12 +27,14 @@ import trio
 
 from durably.stores import ExecutionRecord, PutExecution, Timer
 
-from ..core._errors import CorruptRecordError, DurablyError
+from ..core._errors import CorruptRecordError, DurablyError, LeaseLostError
 from ..core._events import Event, ExecutionFailed, decode_all
 from ..core._queue import Queue
+from ..core._shards import shard_of
 from ..core._status import TERMINAL
 from ._actor import ExecutionActor
 from ._bus import Bus
+from ._ownership import Ownership
 from ._ports import Parts, first_signal
 from ._primitive import _current_step
 from ._queues import QueueManager
@@ -80,6 +82,8 @@ class Supervisor:
         self.on_finished: Callable[[str], None] | None = None
         self.queues = QueueManager(parts, queues)
         self.queues.launch = self.admitted
+        #: A worker of many: the shards it holds (``_ownership.py``); None for the one.
+        self.ownership: Ownership | None = None
 
     # --- lifecycle ---
 
@@ -146,9 +150,42 @@ class Supervisor:
     def recover(self) -> RecoveryReport:
         """Resume every unfinished execution: run the running, arm the waiting, and
         quarantine those the store's indexes disagree with (``_recovery.py``)."""
-        report = Recovery(self).run()
+        shards = None if self.ownership is None else self.ownership.shards
+        report = Recovery(self, shards).run()
         self.queues.recovered()
         return report
+
+    # --- a worker of many: shards gained and lost (``_ownership.py``) ---
+
+    def shards_gained(self, shards: frozenset[int]) -> None:
+        """Recover the executions of shards this worker just took (taken over from a
+        dead or departed worker, or spread to it), as recovery at start does."""
+        if self.closing or self._nursery is None:
+            return
+        report = Recovery(self, shards).run()
+        log.info(
+            "durably: took over %d shards: %d executions resumed, %d woken, %d parked",
+            len(shards),
+            report.resumed,
+            report.woken,
+            report.parked,
+        )
+
+    async def shards_lost(self, shards: frozenset[int]) -> None:
+        """Stop, without writing, every actor of shards this worker no longer holds (a
+        write would be refused anyway), and forget their queued launches and timers."""
+        lost = [eid for eid in self.live if shard_of(eid) in shards]
+        for eid in [eid for eid in self.runq if shard_of(eid) in shards]:
+            del self.runq[eid]
+        self.parts.scheduler.disarm_where(lambda owner: shard_of(owner) in shards)
+        actors = [self.live[eid] for eid in lost]
+        for actor in actors:
+            actor.cancel_reason = None  # nothing is recorded: the new owner carries on
+            if actor.scope is not None:
+                actor.scope.cancel()
+        for actor in actors:
+            await actor.wait_exited()
+        self._replayed_here = {e for e in self._replayed_here if shard_of(e) not in shards}
 
     def quarantine_soon(
         self,
@@ -258,6 +295,8 @@ class Supervisor:
         if held is not None:
             held.append(cancel)
             return
+        if self.ownership is not None and not self.ownership.owns(execution_id):
+            return  # another worker's (told through the inbox)
         if fresh is not None:
             record: ExecutionRecord | None = fresh[0]
         else:
@@ -410,6 +449,8 @@ class Supervisor:
         Not when the store is damaged where it writes: that does not pass with time, so
         the execution is quarantined instead.
         """
+        if isinstance(error, LeaseLostError):
+            return  # its shard's new owner carries on (the actor logged why it stopped)
         if isinstance(error, CorruptRecordError):
             log.error(
                 "execution %s stopped, quarantined: %s",

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from durably.stores import ExecutionRecord, MailboxEntry, Op, Store, Timer
+from durably.stores import ExecutionRecord, LeaseInfo, MailboxEntry, Op, Store, Timer
 
 from ..core._errors import CorruptRecordError, StoreError
 
@@ -97,6 +97,9 @@ class _CutStore:
 
     def admissions(self, queue: str) -> list[tuple[int, str]]:
         return self.inner.admissions(queue)
+
+    def leases(self) -> list[LeaseInfo]:
+        return self.inner.leases()
 
     def inbox_waiting(self) -> bool:
         return self.inner.inbox_waiting()

@@ -1,0 +1,228 @@
+"""Ownership for a worker of many (``Engine(many_workers=True)``): this worker's shard
+leases, their heartbeat, and the fence every one of its writes carries.
+
+Rules of this module (the layout side is ``stores/_leases.py``, the keys ``core/_shards.py``):
+
+- A lease is claimed by a heartbeat (at start, and at every beat while this worker holds
+  less than its fair share), renewed by every beat (each ``lease_seconds / 3``), and left
+  to expire if the worker dies; a graceful stop releases them all at once.
+- Every batch of this worker that writes an execution's log, record, timers or mailbox
+  takes carries a ``Fence`` with the epochs it holds, checked in the same transaction
+  (``fence``): a worker whose lease was taken over (it paused, it was cut off) has every
+  such write refused with ``LeaseLostError``, and its actor stops without writing.
+- What a beat changes is handed to the host: shards lost (their actors stop, their
+  timers are forgotten) before shards gained (recovered from the store, as at start).
+  Shards held beyond the fair share are given up in two beats: their actors stop first,
+  then the release, so that another worker can take them at once.
+- The store decides, never the clock: a beat that fails changes nothing here, and a
+  worker that cannot beat for a lease period stops its actors, since its leases may be
+  taken over (their writes would be refused anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import trio
+
+from durably.stores import (
+    AddTimer,
+    Append,
+    CreateExecution,
+    Fence,
+    Heartbeat,
+    Leases,
+    Op,
+    PutExecution,
+    RemoveTimer,
+    ResetLog,
+    TakeInbox,
+    TakeSignal,
+)
+
+from ..core._errors import DurablyError, LeaseLostError
+from ..core._records import Admit, Debounce, Enqueue, SignalWithStart
+from ..core._shards import SHARDS, fair_share, shard_of
+
+log = logging.getLogger("durably")
+
+Shards = frozenset[int]
+
+
+def new_worker_id() -> str:
+    """A name for this worker that says where it runs (host, pid) and is never reused."""
+    host = socket.gethostname().split(".")[0][:40] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _key_of(op: Op) -> str | None:
+    """The execution (or timer owner) an op of this worker writes, if it is one that
+    only an owner may write."""
+    kind = type(op)
+    if kind is Append or kind is ResetLog or kind is TakeSignal or kind is Admit:
+        return op.execution_id  # type: ignore[union-attr]
+    if kind is PutExecution:
+        return op.record.id  # type: ignore[union-attr]
+    if kind is AddTimer or kind is RemoveTimer:
+        owner: str = op.timer.owner  # type: ignore[union-attr]
+        # A schedule's timer is written by whichever worker changes the schedule; its
+        # fires are the owner's (only the owner arms it), and start nothing twice.
+        return None if owner.startswith("schedule:") else owner
+    if kind is CreateExecution:
+        return op.record.id  # type: ignore[union-attr]
+    if kind is Enqueue or kind is Debounce or kind is SignalWithStart:
+        return op.create.record.id  # type: ignore[union-attr]
+    return None
+
+
+class Ownership:
+    """This worker's leases: who it is, what it holds, the beat, the fence."""
+
+    def __init__(
+        self,
+        store: Any,
+        now_ms: Callable[[], int],
+        lease_seconds: float,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.now_ms = now_ms
+        self.lease_seconds = lease_seconds
+        self.worker = worker_id or new_worker_id()
+        self.held: dict[int, int] = {}
+        self.shards: Shards = frozenset()
+        self.workers = 1
+        #: Told of shards lost (stop their actors) and gained (recover them).
+        self.on_lost: Callable[[Shards], Awaitable[None]] | None = None
+        self.on_gained: Callable[[Shards], None] | None = None
+        self._last_beat = trio.current_time() if _in_trio() else 0.0
+        self._releasing: Shards = frozenset()
+
+    # --- the fence (called by the committer for every batch of this worker) ---
+
+    def owns(self, key: str) -> bool:
+        return shard_of(key) in self.shards
+
+    def fence(self, ops: list[Op]) -> list[Op]:
+        """``ops`` with the ``Fence`` their transaction must pass, or ``ops`` as they are
+        if none writes an owner's data. Refused here (nothing sent) for a shard this
+        worker does not hold now."""
+        held = self.held
+        leases: dict[int, int] = {}
+        for op in ops:
+            if type(op) is TakeInbox:
+                shards: Iterable[int] = op.shards or ()
+            else:
+                key = _key_of(op)
+                if key is None:
+                    continue
+                shards = (shard_of(key),)
+            for shard in shards:
+                epoch = held.get(shard)
+                if epoch is None:
+                    raise LeaseLostError(
+                        f"worker {self.worker} does not hold shard {shard} now; nothing "
+                        "was written: the shard's owner carries on"
+                    )
+                leases[shard] = epoch
+        if not leases:
+            return ops
+        return [Fence(self.worker, tuple(leases.items())), *ops]
+
+    def take_inbox(self, limit: int) -> TakeInbox:
+        return TakeInbox(limit, self.shards)
+
+    # --- the beat ---
+
+    def first_beat(self) -> None:
+        """Claim this worker's first shards, before recovery (which then recovers only
+        those); called on the event loop at start, like the store's other first reads."""
+        [leases] = self.store.apply([self._beat_op(claim=True)])
+        self._took(leases)
+
+    async def run(
+        self, commit: Callable[[list[Op]], Awaitable[list[Any]]], *, task_status: Any = None
+    ) -> None:
+        """Beat every third of the lease period until cancelled."""
+        if task_status is not None:
+            task_status.started()
+        period = self.lease_seconds / 3
+        while True:
+            await trio.sleep(period)
+            await self.beat(commit)
+
+    async def beat(self, commit: Callable[[list[Op]], Awaitable[list[Any]]]) -> None:
+        release = self._releasing
+        try:
+            [leases] = await commit([self._beat_op(release=release)])
+        except DurablyError as exc:
+            log.warning("durably: worker %s could not renew its leases: %s", self.worker, exc)
+            if trio.current_time() - self._last_beat > self.lease_seconds and self.held:
+                await self._lose(frozenset(self.held))  # they may be taken over by now
+            return
+        self._releasing = frozenset()
+        lost = frozenset(s for s, e in self.held.items() if leases.held.get(s) != e)
+        if lost:
+            await self._lose(lost)
+        self._took(leases)
+        excess = len(self.held) - fair_share(leases.workers)
+        if excess > 0:
+            # Give up the highest shards: stop their actors now, release at the next beat.
+            give = frozenset(sorted(self.held)[-excess:])
+            await self._lose(give)
+            self._releasing = give
+
+    async def leave(self, commit: Callable[[list[Op]], Awaitable[list[Any]]]) -> None:
+        """A graceful stop: release every lease now, so others take over at once."""
+        try:
+            await commit([self._beat_op(leaving=True)])
+        except DurablyError as exc:
+            log.warning(
+                "durably: worker %s left without releasing its leases: %s", self.worker, exc
+            )
+        self.held, self.shards = {}, frozenset()
+
+    def _beat_op(
+        self, *, claim: bool = True, release: Shards = frozenset(), leaving: bool = False
+    ) -> Heartbeat:
+        lease_ms = int(self.lease_seconds * 1000)
+        return Heartbeat(self.worker, self.now_ms(), lease_ms, release, claim, leaving)
+
+    def _took(self, leases: Leases) -> None:
+        self._last_beat = trio.current_time()
+        self.workers = leases.workers
+        gained = frozenset(s for s, e in leases.held.items() if self.held.get(s) != e)
+        self.held = dict(leases.held)
+        self.shards = frozenset(self.held)
+        if gained:
+            log.info(
+                "durably: worker %s holds %d of %d shards (%d live workers)",
+                self.worker,
+                len(self.held),
+                SHARDS,
+                leases.workers,
+            )
+            if self.on_gained is not None:
+                self.on_gained(gained)
+
+    async def _lose(self, shards: Shards) -> None:
+        for shard in shards:
+            self.held.pop(shard, None)
+        self.shards = frozenset(self.held)
+        log.info("durably: worker %s gives up shards %s", self.worker, sorted(shards))
+        if self.on_lost is not None:
+            await self.on_lost(shards)
+
+
+def _in_trio() -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True

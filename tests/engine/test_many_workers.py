@@ -1,0 +1,230 @@
+"""Many workers on one store (``Engine(many_workers=True)``), in one process and virtual
+time: shards spread, fencing refuses a worker whose lease was taken over, a departed or
+silent worker's executions are taken over (timers and signals keep working), schedules
+fire once, and the modes do not mix. Real processes and real kills are in
+``tests/faults/test_cluster_crash.py`` and the benchmark's ``multi_process`` scenario."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import durably
+from durably.core._errors import LeaseLostError
+from durably.core._events import decode_all
+from durably.core._shards import SHARDS, shard_of
+from durably.stores import Fence, Heartbeat, LmdbStore, MemoryStore, Store
+
+LEASE = 3.0
+RUNS: list[tuple[str, str]] = []  # (execution id, worker id) of every step body run
+
+
+@durably.workflow("many.steps")
+async def steps(ctx: durably.Context, n: int) -> int:
+    total = 0
+    for i in range(3):
+        total += await ctx.step(f"s{i}", _body, ctx.execution_id, i)
+        await ctx.sleep(1.0 if n < 100 else 10.0, step_id=f"z{i}")  # n >= 100: slow
+    return total + n
+
+
+def _body(eid: str, i: int) -> int:
+    RUNS.append((eid, WHO.get("worker", "?")))
+    return i
+
+
+WHO: dict[str, str] = {}
+
+
+@durably.workflow("many.signalled")
+async def signalled(ctx: durably.Context, _: None) -> str:
+    value: str = await ctx.wait_for_signal("go", step_id="go")
+    return value
+
+
+WORKFLOWS: list[Any] = [steps, signalled]
+
+
+def _engine(store: Store, clock: durably.Clock, **kw: Any) -> durably.Engine:
+    return durably.Engine(
+        store,
+        workflows=WORKFLOWS,
+        clock=clock,
+        many_workers=True,
+        lease_seconds=LEASE,
+        poll_interval=0.02,
+        **kw,
+    )
+
+
+async def _until(condition: Any, seconds: float = 60.0) -> None:
+    with trio.fail_after(seconds):
+        while not condition():  # noqa: ASYNC110 (a condition of several engines' state)
+            await trio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _pair(store: Store) -> AsyncIterator[tuple[durably.Engine, durably.Engine]]:
+    clock = durably.Clock()
+    async with _engine(store, clock) as a, _engine(store, clock) as b:
+        assert a._ownership is not None and b._ownership is not None
+        await _until(lambda: len(a._ownership.shards) == len(b._ownership.shards) == SHARDS // 2)
+        yield a, b
+
+
+def _own(engine: durably.Engine) -> Any:
+    assert engine._ownership is not None
+    return engine._ownership
+
+
+async def test_two_workers_split_the_shards_and_each_runs_its_own(autojump_clock: Any) -> None:
+    store = MemoryStore()
+    async with _pair(store) as (a, b):
+        assert not _own(a).shards & _own(b).shards
+        ids = [await a.start(steps, n) for n in range(10)] + [
+            await b.start(steps, n) for n in range(10)
+        ]
+        assert all(_own(a).owns(e) for e in ids[:10]) and all(_own(b).owns(e) for e in ids[10:])
+        results = [await a.wait(e, timeout=60) for e in ids]  # b's too: read from the store
+        assert results == [3 + n for n in range(10)] * 2
+
+
+async def test_a_departed_worker_hands_over_at_once(autojump_clock: Any) -> None:
+    store = MemoryStore()
+    clock = durably.Clock()
+    async with _engine(store, clock) as a:
+        async with _engine(store, clock) as b:
+            await _until(lambda: len(_own(b).shards) == SHARDS // 2)
+            eid = await b.start(steps, 1)  # sleeps in b
+            await trio.sleep(0.5)
+        left = trio.current_time()
+        await _until(lambda: len(_own(a).shards) == SHARDS)
+        # Released on leaving: taken at a's next beat, not after a lease period.
+        assert trio.current_time() - left <= LEASE / 3 + 0.2
+        assert await a.wait(eid, timeout=60) == 4  # its timers fire at the new owner
+
+
+async def test_a_silent_worker_is_taken_over_and_fenced_out(
+    autojump_clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """b stops beating (as if SIGSTOPped) while its actors stay in memory: after the lease
+    period a takes b's shards over, b's sleeping execution resumes at a, and b's actor,
+    woken afterwards, has its write refused and stops: nothing of it is in the log."""
+    caplog.set_level(logging.INFO, "durably")
+    store = MemoryStore()
+    async with _pair(store) as (a, b):
+        WHO["worker"] = "b"
+        eid = await b.start(steps, 200)  # sleeps 10 s after each step: it outlasts b
+        await _until(lambda: len(store.read_events(eid)) >= 3)  # s0 recorded, z0 sleeping
+
+        async def silent(*_: Any) -> None:
+            await trio.sleep_forever()
+
+        _own(b).beat = silent  # its heartbeat pauses; nothing else of b does
+        taken_at = trio.current_time()
+        await _until(lambda: len(_own(a).shards) == SHARDS)
+        assert trio.current_time() - taken_at <= LEASE + LEASE / 3 + 0.2
+        WHO["worker"] = "a"
+        assert await a.wait(eid, timeout=60) == 203
+        # b still believes it holds the shard (it has not beaten since): its actor, woken
+        # by its own timer, wrote with b's epoch, and the store's fence refused it.
+        assert shard_of(eid) in _own(b).shards
+        await _until(lambda: eid not in b._supervisor.live)  # type: ignore[union-attr]
+        assert f"execution {eid} stopped: its shard was taken over" in caplog.text
+        tags = [e.tag for e in decode_all(store.read_events(eid), eid)]
+        assert tags.count("step.completed") == 3 and tags[-1] == "completed"
+        assert [w for e, w in RUNS if e == eid].count("a") >= 2  # s1, s2 ran at a
+        with pytest.raises(LeaseLostError, match="held by worker"):
+            epoch = _own(b).held[shard_of(eid)]
+            store.apply([Fence(_own(b).worker, ((shard_of(eid), epoch),))])
+
+
+async def test_a_fenced_out_write_is_refused_and_the_actor_stops(autojump_clock: Any) -> None:
+    store = MemoryStore()
+    async with _pair(store) as (_a, b):
+        eid = await b.start(signalled, None)
+        await _until(lambda: eid in b._supervisor.live)  # type: ignore[union-attr]
+        # Another worker takes b's shard over behind b's back (b has not beaten yet).
+        now = b.clock.now_ms() + int(LEASE * 1000) + 1
+        [taken] = store.apply([Heartbeat("usurper", now, 60_000)])
+        assert shard_of(eid) in taken.held
+        log = store.read_events(eid)
+        await b.signal(eid, "go", "hello")  # the signal is a message: it is kept
+        await _until(lambda: eid not in b._supervisor.live)  # type: ignore[union-attr]
+        assert store.read_events(eid) == log, "the taking of the signal was refused"
+        assert [e.payload for e in store.mailbox(eid)] == ["hello"]
+
+
+async def test_a_signal_from_one_worker_reaches_the_owner(autojump_clock: Any) -> None:
+    store = MemoryStore()
+    async with _pair(store) as (a, b):
+        eid = await b.start(signalled, None)
+        await _until(lambda: eid in b._supervisor.live)  # type: ignore[union-attr]
+        await a.signal(eid, "go", "from a")  # a writes it with an inbox entry for b
+        assert await a.wait(eid, timeout=30) == "from a"
+
+
+async def test_schedules_fire_once_across_workers(autojump_clock: Any) -> None:
+    store = MemoryStore()
+    async with _pair(store) as (a, b):
+        for engine in (a, b):  # every worker declares it at start, as apps do
+            await engine.ensure_schedule(steps, 0, id="tick", interval=60.0)
+        await trio.sleep(60 * 5 + 30)
+        started = [r for r in store.list_executions() if r.schedule_id == "tick"]
+        assert len(started) == 5
+        keys = {r.idempotency_key for r in started}
+        assert len(keys) == 5
+
+
+async def test_children_live_in_their_parents_shard(autojump_clock: Any) -> None:
+    @durably.workflow("many.parent")
+    async def parent(ctx: durably.Context, n: int) -> int:
+        handles = [await ctx.start_child(steps, i, step_id=f"c{i}") for i in range(n)]
+        return sum([await h.result() for h in handles])
+
+    store = MemoryStore()
+    WORKFLOWS.append(parent)
+    try:
+        async with _pair(store) as (a, b):
+            eid = await b.start(parent, 4)
+            assert await a.wait(eid, timeout=60) == sum(3 + i for i in range(4))
+            children = [r for r in store.list_executions() if r.parent_id == eid]
+            assert len(children) == 4 and {shard_of(r.id) for r in children} == {shard_of(eid)}
+    finally:
+        WORKFLOWS.remove(parent)
+
+
+def test_queues_with_limits_are_refused_for_many_workers() -> None:
+    with pytest.raises(durably.ConfigurationError, match="have limits"):
+        durably.Engine(MemoryStore(), many_workers=True, queues=[durably.Queue("q", concurrency=2)])
+    durably.Engine(MemoryStore(), many_workers=True, queues=[durably.Queue("free")])
+
+
+@pytest.mark.parametrize("lease", [0, -1, 0.05, float("nan"), True, "5"])
+def test_a_lease_period_out_of_range_is_refused(lease: Any) -> None:
+    with pytest.raises(durably.ConfigurationError, match="lease_seconds"):
+        durably.Engine(MemoryStore(), many_workers=True, lease_seconds=lease)
+
+
+async def test_the_one_worker_and_workers_of_many_do_not_mix(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    async with durably.Engine(path, workflows=WORKFLOWS):
+        with pytest.raises(durably.StoreLockedError, match="many_workers=True"):
+            async with durably.Engine(path, many_workers=True):
+                pass
+    async with durably.Engine(path, many_workers=True):
+        with pytest.raises(durably.StoreLockedError):
+            async with durably.Engine(path):
+                pass
+    store = LmdbStore(path, lock=False)
+    try:
+        assert store.leases() and {lease.expires_ms for lease in store.leases()} == {0}
+    finally:
+        store.close()
