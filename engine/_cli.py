@@ -37,7 +37,7 @@ from ._cli_payload import JsonPayload
 from ._cli_queues import QueueLine, queue_document, queue_lines, queue_show_labels, records
 from ._cli_schedules import schedules
 from ._cli_store import backup, check
-from ._cli_worker import worker
+from ._cli_worker import worker, workers
 from .core._errors import ConfigurationError, CorruptRecordError, DurablyError, PayloadError
 from .core._events import PatchMarked, decode_all
 from .core._queue import MAX_PRIORITY
@@ -404,6 +404,7 @@ main.add_command(check)
 main.add_command(backup)
 main.add_command(dashboard)
 main.add_command(worker)
+main.add_command(workers)
 main.add_command(schedules)
 for _command in (start, skip_step, force_fail, retry_rollback):
     main.add_command(_command)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from ._cli_common import run, stamp, to_json
 from ._worker import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -30,6 +32,9 @@ from ._worker import (
 )
 from ._worker_log import configure
 from .core._errors import DurablyError
+from .core._records import LeaseInfo
+from .core._shards import SHARDS
+from .remote._client import Client
 from .runtime._paths import is_dsn
 
 _LEVELS = ("debug", "info", "warning", "error")
@@ -82,6 +87,20 @@ log = logging.getLogger("durably.worker")
 @click.option(
     "--metrics-host", default="127.0.0.1", show_default=True, help="Where --metrics listens."
 )
+@click.option(
+    "--many-workers",
+    is_flag=True,
+    default=None,
+    help="Be one of many workers of the store (every worker of it must say so); see "
+    "docs/deployment.md.",
+)
+@click.option(
+    "--lease-seconds",
+    default=None,
+    type=click.FloatRange(min=0.1, max=3600),
+    help="With --many-workers: after how long the others take a silent worker's "
+    "executions over [default: 5].",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -94,6 +113,8 @@ def worker(
     health_host: str,
     metrics_port: int | None,
     metrics_host: str,
+    many_workers: bool | None,
+    lease_seconds: float | None,
 ) -> None:
     """Run the worker of a store for the workflows MODULE:ATTR names.
 
@@ -114,6 +135,12 @@ def worker(
         if cause is not None:
             traceback.print_exception(cause, file=sys.stderr)
         _fail(str(exc), EXIT_FAILED)
+    if many_workers:
+        options["many_workers"] = True
+    if lease_seconds is not None:
+        if not options.get("many_workers"):
+            _fail("--lease-seconds is for a worker of many: add --many-workers", EXIT_USAGE)
+        options["lease_seconds"] = lease_seconds
     if health_port is not None and importlib.util.find_spec("hypercorn") is None:
         _fail("--health needs hypercorn: pip install 'durably[worker]'", EXIT_USAGE)
     configure("json" if log_format == "json" else "text", log_level)
@@ -135,3 +162,45 @@ def worker(
 def _fail(message: str, code: int) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(code)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document for machines.")
+@click.pass_context
+def workers(ctx: click.Context, as_json: bool) -> None:
+    """List the workers of many that serve the store: each one's shards and when its
+    leases run out (an expired worker's shards are taken over by the others).
+
+    A store served by one worker (without --many-workers) has none to list.
+    """
+
+    async def go(client: Client) -> list[LeaseInfo]:
+        return client.store.leases()
+
+    leases = run(ctx, go)
+    now = int(time.time() * 1000)
+    rows: dict[str, list[LeaseInfo]] = {}
+    for lease in leases:
+        if lease.expires_ms:  # released shards wait for a claim: listed as free
+            rows.setdefault(lease.worker, []).append(lease)
+    free = SHARDS - sum(len(held) for held in rows.values())
+    if as_json:
+        document = [
+            {
+                "worker": name,
+                "shards": [lease.shard for lease in held],
+                "expires": stamp(min(lease.expires_ms for lease in held)),
+                "live": min(lease.expires_ms for lease in held) >= now,
+            }
+            for name, held in sorted(rows.items())
+        ]
+        click.echo(to_json({"workers": document, "free_shards": free}))
+        return
+    for name, held in sorted(rows.items()):
+        expires = min(lease.expires_ms for lease in held)
+        state = "live" if expires >= now else "EXPIRED (being taken over)"
+        click.echo(f"{name}  {len(held)} shards  leases until {stamp(expires)}  {state}")
+    if not rows:
+        click.echo("no workers of many hold this store's shards", err=True)
+    elif free:
+        click.echo(f"{free} of {SHARDS} shards free (claimed at the next beat)")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import trio
 
-from durably.stores import ExecutionRecord, Notify, Op, Store
+from durably.stores import ExecutionRecord, Store
 
 from .core._audit import AuditEntry, audit_trail
 from .core._errors import ConfigurationError, DurablyError, OperatorError
@@ -180,7 +180,9 @@ class Engine(Gateway):
         own = None
         if self._lease_seconds:
             own = self._ownership = Ownership(self.store, self.clock.now_ms, self._lease_seconds)
-            self._notifies_worker = True  # what it writes for another worker's shard
+            # Its starts and signals carry inbox entries, as a client's do: a shard may
+            # change hands before the write lands, and the entry reaches the owner then.
+            self._notifies_worker = True
         self._committer = Committer(self.store, inline=self._commit_inline)
         supervisor: Supervisor
         scheduler = Scheduler(
@@ -321,12 +323,6 @@ class Engine(Gateway):
     def _new_id(self) -> str:
         own = self._ownership
         return new_execution_id(None if own is None else own.shards)
-
-    def _noted(self, op: Op, execution_id: str, kind: str) -> list[Op]:
-        own = self._ownership
-        if own is None or own.owns(execution_id):
-            return [op]
-        return [op, Notify(execution_id, kind)]  # another worker's: through the inbox
 
     def _foreign(self, execution_id: str) -> bool:
         """Whether another worker of many owns it (then it was told through the inbox;

@@ -583,6 +583,13 @@ def _take_worker_lock(path: Path, shared: bool) -> IO[str]:
             "without many_workers) or by a client acting for it; every worker of a store "
             "served by many must pass many_workers=True"
         )
+    if handle is None and (probe := try_lock(path, True)) is not None:
+        probe.close()  # a shared holder: workers of many serve the store
+        raise StoreLockedError(
+            f"the store at {path} is served by workers of many (many_workers=True); a "
+            "worker of it must be one of them: pass many_workers=True (durably worker "
+            "--many-workers)"
+        )
     if handle is None:
         raise StoreLockedError(
             f"the store at {path} is held by another worker (pid {holder(path)}); run one "

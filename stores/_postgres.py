@@ -208,6 +208,13 @@ class PostgresStore:
                 "client acting for it; every worker of a store served by many must pass "
                 "many_workers=True"
             )
+        if held is None and (probe := self.try_worker_lock(True)) is not None:
+            probe.close()  # a shared holder: workers of many serve the store
+            raise StoreLockedError(
+                f"the store in the PostgreSQL {self.where} (schema {self.schema!r}) is served "
+                "by workers of many (many_workers=True); a worker of it must be one of them: "
+                "pass many_workers=True (durably worker --many-workers)"
+            )
         if held is None:
             raise StoreLockedError(
                 f"the store in the PostgreSQL {self.where} (schema {self.schema!r}) is held "

@@ -71,5 +71,10 @@ def options() -> dict[str, Any]:
     }
 
 
+def many_options() -> dict[str, Any]:
+    """For workers of many (``--many-workers``): no limited queue, a fast inbox look."""
+    return {"workflows": WORKFLOWS, "poll_interval": 0.2}
+
+
 def bad_options() -> dict[str, Any]:
     return {"workflows": WORKFLOWS, "max_live": 3}

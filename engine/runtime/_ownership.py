@@ -33,7 +33,6 @@ import trio
 from durably.stores import (
     AddTimer,
     Append,
-    CreateExecution,
     Fence,
     Heartbeat,
     Leases,
@@ -46,7 +45,7 @@ from durably.stores import (
 )
 
 from ..core._errors import DurablyError, LeaseLostError
-from ..core._records import Admit, Debounce, Enqueue, SignalWithStart
+from ..core._records import Admit
 from ..core._shards import SHARDS, fair_share, shard_of
 
 log = logging.getLogger("durably")
@@ -73,10 +72,9 @@ def _key_of(op: Op) -> str | None:
         # A schedule's timer is written by whichever worker changes the schedule; its
         # fires are the owner's (only the owner arms it), and start nothing twice.
         return None if owner.startswith("schedule:") else owner
-    if kind is CreateExecution:
-        return op.record.id  # type: ignore[union-attr]
-    if kind is Enqueue or kind is Debounce or kind is SignalWithStart:
-        return op.create.record.id  # type: ignore[union-attr]
+    # A creation (a start, an enqueue) is a message like a signal: it carries an inbox
+    # entry, and whoever owns its shard when it lands runs it. A child's creation rides
+    # in its parent's fenced append.
     return None
 
 

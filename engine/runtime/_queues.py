@@ -14,6 +14,9 @@ Rules of this module:
   reservation is held from the choice to the commit, so no limit is passed meanwhile.
 - A store that fails the commit admits nothing: the reservations are given back and the
   pass is tried again after ``store_retry_seconds``.
+- A worker of many admits only from queues without limits (the engine refuses limited
+  ones), and only executions of the shards it holds: one whose shard was lost is
+  dropped here, and offered again by its new owner's recovery.
 """
 
 from __future__ import annotations
@@ -172,8 +175,14 @@ class QueueManager:
     async def _pass(self, now: int) -> None:
         ops: list[Op] = []
         taken: list[tuple[Admission, Item]] = []
+        own = self.parts.ownership
         for name, admission in self._admissions.items():
             for item in admission.take(now):
+                if own is not None and not own.owns(item.execution_id):
+                    # Its shard went to another worker of many, whose recovery offers it.
+                    admission.refused(item)
+                    self._where.pop(item.execution_id, None)
+                    continue
                 ops.append(Admit(item.execution_id, now))
                 taken.append((admission, item))
             expired = admission.expired(now)

@@ -453,6 +453,7 @@ class ScheduleManager:
                 return sid
             self._check_same_workflow(old, name)
             if old.definition() == new.definition():
+                self._arm(old)  # (its fires may be this worker's now: a worker of many)
                 return sid
             await self._write(old, self._updated(old, new, now))
         return sid

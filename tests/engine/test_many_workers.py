@@ -228,3 +228,35 @@ async def test_the_one_worker_and_workers_of_many_do_not_mix(tmp_path: Path) -> 
         assert store.leases() and {lease.expires_ms for lease in store.leases()} == {0}
     finally:
         store.close()
+
+
+async def test_delayed_and_free_queue_starts_run_at_their_owner(autojump_clock: Any) -> None:
+    store = MemoryStore()
+    clock = durably.Clock()
+    free = [durably.Queue("free")]
+    async with _engine(store, clock, queues=free) as a, _engine(store, clock, queues=free) as b:
+        await _until(lambda: len(_own(a).shards) == len(_own(b).shards) == SHARDS // 2)
+        queued = [await b.enqueue("free", steps, n, delay=5.0) for n in range(4)]
+        assert all(_own(b).owns(e) for e in queued)
+        began = trio.current_time()
+        assert [await a.wait(e, timeout=60) for e in queued] == [3, 4, 5, 6]
+        assert trio.current_time() - began >= 5.0
+
+
+async def test_postgres_workers_of_many_share_the_store(postgres_dsn: str) -> None:
+    from durably.stores import PostgresStore
+
+    one = PostgresStore(postgres_dsn, lock="shared")
+    two = PostgresStore(postgres_dsn, lock="shared")  # beside another of many: fine
+    try:
+        with pytest.raises(durably.StoreLockedError, match="many_workers=True"):
+            PostgresStore(postgres_dsn)  # the one worker: refused, told why
+    finally:
+        one.close()
+        two.close()
+    alone = PostgresStore(postgres_dsn)
+    try:
+        with pytest.raises(durably.StoreLockedError, match="started without many_workers"):
+            PostgresStore(postgres_dsn, lock="shared")
+    finally:
+        alone.close()
