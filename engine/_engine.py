@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import trio
 
-from durably.stores import ExecutionRecord, Store
+from durably.stores import ExecutionRecord, Notify, Op, Store
 
 from .core._audit import AuditEntry, audit_trail
 from .core._errors import ConfigurationError, DurablyError, OperatorError
@@ -323,6 +323,14 @@ class Engine(Gateway):
     def _new_id(self) -> str:
         own = self._ownership
         return new_execution_id(None if own is None else own.shards)
+
+    def _noted(self, op: Op, execution_id: str, kind: str) -> list[Op]:
+        own = self._ownership
+        if own is None:
+            return [op]
+        # An inbox entry unless this worker still holds the shard when the write lands:
+        # then it acts itself, at once (``_started``, ``_signalled``).
+        return [op, Notify(execution_id, kind, own.token(execution_id))]
 
     def _foreign(self, execution_id: str) -> bool:
         """Whether another worker of many owns it (then it was told through the inbox;

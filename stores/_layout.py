@@ -71,6 +71,7 @@ from ..core._records import (
     WithdrawCall,
     quarantined_record,
 )
+from ..core._shards import shard_of
 from ._codec import (
     FORMAT_VERSION,
     decode_mail,
@@ -90,6 +91,7 @@ from ._inbox import (
     inbox_waiting as inbox_waiting,
 )
 from ._keys import BadKey, id_part, timer_from_item
+from ._leases import holds
 from ._txn import Txn as Txn
 
 log = logging.getLogger("durably")
@@ -514,8 +516,9 @@ def apply_op(txn: Txn, op: Op) -> Any:
         case PutMeta(name=name, value=value):
             txn.put("meta", name.encode(), frame(encode_value(value)))
             return None
-        case Notify(execution_id=eid, kind=kind):
-            txn.put("inbox", _inbox_key(eid, kind), b"")
+        case Notify(execution_id=eid, kind=kind, unless=unless):
+            if unless is None or not holds(txn, shard_of(eid), *unless):
+                txn.put("inbox", _inbox_key(eid, kind), b"")
             return None
         case TakeInbox(limit=limit, shards=shards):
             return _take_inbox(txn, limit, shards)

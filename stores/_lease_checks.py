@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from durably.stores import Append, CreateExecution, ExecutionRecord, Store
 
 from ..core._errors import LeaseLostError
-from ..core._records import Fence, Heartbeat, Leases
-from ..core._shards import SHARDS
+from ..core._records import Fence, Heartbeat, Leases, Notify
+from ..core._shards import SHARDS, shard_of
 
 
 class Check(Protocol):
@@ -79,3 +79,16 @@ LEASE_CHECKS: list[tuple[str, Any]] = [
     ("leases: takeover after expiry, fencing", _check_takeover_and_fence),
     ("leases: leaving releases at once", _check_leaving),
 ]
+
+
+def _check_notify_unless(c: Check, store: Store) -> None:
+    a = _beat(store, "a", 0)
+    eid = "e1"
+    shard = next(s for s in a.held if s == shard_of(eid))
+    store.apply([Notify(eid, "start", ("a", a.held[shard]))])
+    c.equal(store.inbox_waiting(), False, "no entry while the writer holds the shard")
+    store.apply([Notify(eid, "start", ("a", a.held[shard] + 1))])
+    c.equal(store.inbox_waiting(), True, "an entry once the lease is another epoch's")
+
+
+LEASE_CHECKS.append(("leases: an inbox entry unless the writer owns it", _check_notify_unless))

@@ -107,6 +107,12 @@ def heartbeat(txn: Txn, op: Heartbeat) -> Leases:
     return Leases(held, workers)
 
 
+def holds(txn: Txn, shard: int, worker: str, epoch: int) -> bool:
+    """Whether ``worker`` holds the shard's lease at ``epoch``, in this transaction."""
+    lease = _read_lease(txn, shard)
+    return lease is not None and lease[2] == worker and lease[0] == epoch
+
+
 def fence(txn: Txn, op: Fence) -> None:
     for shard, epoch in op.leases:
         lease = _read_lease(txn, shard)

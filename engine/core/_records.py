@@ -355,10 +355,13 @@ class Notify:
 
     Put in the batch of the write it announces, so the two are one transaction. Result:
     ``None``; notifying the same execution and kind again before a drain keeps one entry.
+    ``unless``: a worker of many's ``(worker, epoch)``: no entry if that lease still holds
+    the execution's shard in this transaction (the writer acts on it itself).
     """
 
     execution_id: str
     kind: str
+    unless: tuple[str, int] | None = None
 
 
 @attrs.frozen

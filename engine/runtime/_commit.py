@@ -28,7 +28,7 @@ from typing import Any
 import attrs
 import trio
 
-from durably.stores import Op, Store
+from durably.stores import Fence, Op, Store
 
 from ..core._errors import CorruptRecordError, StoreError
 from ._latch import REFUSE, Done, park
@@ -57,7 +57,7 @@ def _runnable_counter() -> Callable[[], int]:
 
 
 class _Batch:
-    __slots__ = ("done", "errors", "ops", "results", "slices")
+    __slots__ = ("done", "errors", "fences", "ops", "results", "slices")
 
     def __init__(self) -> None:
         self.ops: list[Op] = []
@@ -65,6 +65,15 @@ class _Batch:
         self.done = Done()
         self.results: list[Any] = []
         self.errors: dict[int, BaseException] = {}
+        #: A worker of many: each producer's lease check, by slice (merged into one).
+        self.fences: dict[int, Fence] = {}
+
+
+def _merged(fences: dict[int, Fence]) -> Fence:
+    """One check for the whole batch: the union of its producers' leases (one worker's)."""
+    first = next(iter(fences.values()))
+    leases = dict(pair for fence in fences.values() for pair in fence.leases)
+    return Fence(first.worker, tuple(leases.items()))
 
 
 @attrs.frozen
@@ -97,19 +106,17 @@ class Committer:
         self._runnable: Callable[[], int] = _public_runnable
         #: Told each batch's op count and write seconds (telemetry); ``None``: not timed.
         self.on_commit: Callable[[int, float], None] | None = None
-        #: A worker of many: adds the lease check its writes must pass, or refuses them
-        #: (``Ownership.fence``); ``None`` for the one worker of a store.
-        self.fence: Callable[[list[Op]], list[Op]] | None = None
+        #: A worker of many: the lease check a producer's ops must pass (``None`` if they
+        #: write nothing only an owner may), or refuses them (``Ownership.fence``).
+        #: ``None`` for the one worker of a store. A batch carries one merged check.
+        self.fence: Callable[[list[Op]], Fence | None] | None = None
 
     def statistics(self) -> CommitStatistics:
         return CommitStatistics(self._batches, self._ops, self._inline_batches, self._largest)
 
     async def commit(self, ops: list[Op]) -> list[Any]:
         """Hand ``ops`` to the next group commit; return their results once durable."""
-        skip = 0  # a fence's own result is not the producer's
-        if self.fence is not None:
-            fenced = self.fence(ops)
-            skip, ops = len(fenced) - len(ops), fenced
+        fence = None if self.fence is None else self.fence(ops)
         if not self._pending.slices and not self._writing and self._inline_mode != "never":
             # Maybe alone: let the rest of this scheduler tick run first, then look again.
             # Producers that yield here together are rescheduled together, and trio's
@@ -127,8 +134,9 @@ class Committer:
             ):
                 if self._closed:
                     raise StoreError("the engine is shutting down; nothing more is committed")
-                results = self._commit_alone(ops)
-                return results[skip:] if skip else results
+                if fence is None:
+                    return self._commit_alone(ops)
+                return self._commit_alone([fence, *ops])[1:]
         while len(self._pending.ops) >= self._max_batch_ops and not self._closed:
             await self._space.wait()  # backpressure: the committer is behind
         if self._closed:  # also when closed while waiting for space: nothing handed over
@@ -138,6 +146,8 @@ class Committer:
         start = len(batch.ops)
         batch.ops.extend(ops)
         batch.slices.append((start, len(batch.ops)))
+        if fence is not None:
+            batch.fences[index] = fence
         self._work.set()
         # Uncancellable (see Done): ops handed over are written. Parked in this frame, not
         # in Done.wait: every step's commit wait resumes through each frame it holds.
@@ -148,7 +158,7 @@ class Committer:
         error = batch.errors.get(index)
         if error is not None:
             raise error
-        return batch.results[start + skip : start + len(ops)]
+        return batch.results[start : start + len(ops)]
 
     def _commit_alone(self, ops: list[Op]) -> list[Any]:
         """A producer with the loop to itself commits on the spot.
@@ -215,7 +225,10 @@ class Committer:
         observe = self.on_commit
         try:
             began = 0.0 if observe is None else time.perf_counter()
-            batch.results = await self._apply(batch.ops)
+            if batch.fences:
+                batch.results = (await self._apply([_merged(batch.fences), *batch.ops]))[1:]
+            else:
+                batch.results = await self._apply(batch.ops)
             if observe is not None:
                 observe(len(batch.ops), time.perf_counter() - began)
             return
@@ -230,8 +243,13 @@ class Committer:
         # Isolate the producer whose ops cannot apply; the others commit.
         batch.results = [None] * len(batch.ops)
         for index, (start, end) in enumerate(batch.slices):
+            ops = batch.ops[start:end]
+            fence = batch.fences.get(index)
             try:
-                batch.results[start:end] = await self._apply(batch.ops[start:end])
+                if fence is None:
+                    batch.results[start:end] = await self._apply(ops)
+                else:
+                    batch.results[start:end] = (await self._apply([fence, *ops]))[1:]
             except Exception as exc:
                 batch.errors[index] = exc
 

@@ -107,10 +107,10 @@ class Ownership:
     def owns(self, key: str) -> bool:
         return shard_of(key) in self.shards
 
-    def fence(self, ops: list[Op]) -> list[Op]:
-        """``ops`` with the ``Fence`` their transaction must pass, or ``ops`` as they are
-        if none writes an owner's data. Refused here (nothing sent) for a shard this
-        worker does not hold now."""
+    def fence(self, ops: list[Op]) -> Fence | None:
+        """The ``Fence`` the transaction of ``ops`` must pass, or ``None`` if none writes
+        an owner's data. Refused here (nothing sent) for a shard this worker does not
+        hold now."""
         held = self.held
         leases: dict[int, int] = {}
         for op in ops:
@@ -130,8 +130,13 @@ class Ownership:
                     )
                 leases[shard] = epoch
         if not leases:
-            return ops
-        return [Fence(self.worker, tuple(leases.items())), *ops]
+            return None
+        return Fence(self.worker, tuple(leases.items()))
+
+    def token(self, key: str) -> tuple[str, int] | None:
+        """``(worker, epoch)`` if this worker holds the key's shard now (``Notify.unless``)."""
+        epoch = self.held.get(shard_of(key))
+        return None if epoch is None else (self.worker, epoch)
 
     def take_inbox(self, limit: int) -> TakeInbox:
         return TakeInbox(limit, self.shards)

@@ -260,3 +260,49 @@ async def test_postgres_workers_of_many_share_the_store(postgres_dsn: str) -> No
             PostgresStore(postgres_dsn, lock="shared")
     finally:
         alone.close()
+
+
+async def test_one_fenced_out_producer_fails_alone_in_a_shared_batch() -> None:
+    """Producers of one batch share one merged fence; when it fails, each is tried alone
+    with its own, so only the producer whose lease was lost is refused."""
+    store = MemoryStore()
+    clock = durably.Clock()
+    async with _engine(store, clock) as a:
+        own = _own(a)
+        mine = a._new_id()
+        gone = next(s for s in range(SHARDS) if s != shard_of(mine))
+        now = a.clock.now_ms()
+        store.apply([Heartbeat(own.worker, now, 3000, release=frozenset({gone}))])
+        [usurped] = store.apply([Heartbeat("usurper", now, 3000)])
+        assert list(usurped.held) == [gone]  # (the worker has not beaten since)
+        stale = next(
+            f"{n:032x}" for n in range(10_000) if shard_of(f"{n:032x}") == gone
+        )  # an id in the shard just lost, which the worker still believes it holds
+        from durably.stores import Append, CreateExecution, ExecutionRecord
+
+        def record(eid: str) -> ExecutionRecord:
+            return ExecutionRecord(
+                id=eid, workflow="w", status="running", input=1, created_ms=1, updated_ms=1
+            )
+
+        store.apply(
+            [CreateExecution(record(mine), [b"{}"]), CreateExecution(record(stale), [b"{}"])]
+        )
+        a._committer._inline_mode = "never"  # one batch for both producers
+        results: dict[str, BaseException | None] = {}
+
+        async def produce(eid: str) -> None:
+            try:
+                await a._committer.commit([Append(eid, 1, [b"{}"])])
+                results[eid] = None
+            except BaseException as exc:
+                results[eid] = exc
+
+        batches = a._committer.statistics().batches
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce, mine)
+            nursery.start_soon(produce, stale)
+        assert a._committer.statistics().batches == batches + 1  # one batch, one fence
+        assert results[mine] is None
+        assert isinstance(results[stale], LeaseLostError)
+        assert len(store.read_events(mine)) == 2 and len(store.read_events(stale)) == 1
