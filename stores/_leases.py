@@ -34,7 +34,7 @@ _LEASE = struct.Struct(">QQ")
 TABLES = ("leases", "workers")
 
 
-def _lease_key(shard: int) -> bytes:
+def lease_key(shard: int) -> bytes:
     return _U16.pack(shard)
 
 
@@ -42,7 +42,7 @@ def _read_lease(txn: Txn, shard: int, now_ms: int = 0) -> tuple[int, int, str] |
     """``(epoch, expires_ms, worker)`` of the shard's lease; None if never held. A damaged
     one reads as free, owned by nobody, at epoch ``now_ms``: its lost epoch cannot have
     counted past the milliseconds elapsed since 1970."""
-    raw = txn.get("leases", _lease_key(shard))
+    raw = txn.get("leases", lease_key(shard))
     if raw is None:
         return None
     try:
@@ -56,7 +56,7 @@ def _read_lease(txn: Txn, shard: int, now_ms: int = 0) -> tuple[int, int, str] |
 
 
 def _write_lease(txn: Txn, shard: int, epoch: int, expires_ms: int, worker: str) -> None:
-    txn.put("leases", _lease_key(shard), frame(_LEASE.pack(epoch, expires_ms) + worker.encode()))
+    txn.put("leases", lease_key(shard), frame(_LEASE.pack(epoch, expires_ms) + worker.encode()))
 
 
 def _live_workers(txn: Txn, now_ms: int, lease_ms: int) -> int:

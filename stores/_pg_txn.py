@@ -29,12 +29,16 @@ from ..core._records import (
     CreateExecution,
     Debounce,
     Enqueue,
+    Fence,
+    Notify,
     Op,
     PutExecution,
     PutSignal,
     SignalWithStart,
 )
+from ..core._shards import shard_of
 from ._layout import MAX_KEY_BYTES, _idem_key, _part, check_key, event_key
+from ._leases import lease_key
 
 if TYPE_CHECKING:
     import psycopg
@@ -263,6 +267,11 @@ def reads_of(ops: Sequence[Op]) -> Iterator[tuple[str, bytes]]:
                 yield "dedup", eid_key + b"\x00" + _part(op.dedup_key)
         elif type(op) is Admit:
             yield "executions", op.execution_id.encode()
+        elif type(op) is Fence:
+            for shard, _ in op.leases:
+                yield "leases", lease_key(shard)
+        elif type(op) is Notify and op.unless is not None:
+            yield "leases", lease_key(shard_of(op.execution_id))
 
 
 def _creates(op: CreateExecution) -> Iterator[tuple[str, bytes]]:
