@@ -98,3 +98,37 @@ async def test_a_clients_write_wakes_the_worker_through_notify(
                 with trio.fail_after(5):
                     await settle(engine, eid, "completed")
     assert ran == ["n-0", "n-1", "n-2"]
+
+
+async def test_workers_of_many_on_postgres_spread_signal_and_take_over(
+    postgres_dsn: str,
+) -> None:
+    """Two workers of many on one database (two stores, as two hosts would open it): a
+    client's starts spread over both; a client's signal reaches the owner by NOTIFY; the
+    one that leaves hands its shards over, and its waiting execution finishes at the
+    other."""
+    from durably.core._shards import SHARDS
+
+    options = {"workflows": [order_flow], "many_workers": True, "lease_seconds": 1.0}
+    async with durably.Engine(postgres_dsn, **options) as a:
+        async with durably.Engine(postgres_dsn, **options) as b:
+            own_a, own_b = a._ownership, b._ownership
+            assert own_a is not None and own_b is not None
+            with trio.fail_after(20):
+                halves = [SHARDS // 2] * 2
+                while [len(own_a.shards), len(own_b.shards)] != halves:  # noqa: ASYNC110
+                    await trio.sleep(0.05)  # (two workers' beats: no event to wait on)
+            async with durably.Client(postgres_dsn) as client:
+                ids = [await client.start(order_flow, f"o{n}") for n in range(12)]
+                assert {own_a.owns(e) for e in ids} == {True, False}  # both got some
+                kept = next(e for e in ids if own_b.owns(e))
+                with trio.fail_after(20):
+                    while (await client.get_execution(kept)).status != "waiting":  # noqa: ASYNC110
+                        await trio.sleep(0.05)  # (read as another process sees it)
+        # b left: a holds every shard at its next beat and resumes b's executions.
+        async with durably.Client(postgres_dsn) as client:
+            for eid in ids:
+                await client.signal(eid, "approved", {"by": "ana"})
+            results = [await client.wait(eid, timeout=30) for eid in ids]
+        assert len(own_a.shards) == SHARDS
+        assert [r["shipped"] for r in results] == [f"shipped-o{n}" for n in range(12)]
