@@ -126,6 +126,7 @@ class ExecutionActor(Waiting):
         "definition",
         "exited",
         "facts",
+        "handed_over",
         "hung",
         "park_requested",
         "parked",
@@ -153,6 +154,9 @@ class ExecutionActor(Waiting):
         self.facts = HistoryFacts()
         self.timeout_timer: Timer | None = None
         self.hung = False
+        #: Stopped because its shard goes to another worker of many on purpose (a
+        #: rebalance): like a graceful stop, its crash-loop count is cleared.
+        self.handed_over = False
         #: Children this run started (or replayed starting) whose end it has not taken:
         #: the parent-close policy cancels them when it ends. Made on first child.
         self.children: set[str] | None = None
@@ -212,6 +216,8 @@ class ExecutionActor(Waiting):
                 await self._run()
             if self.scope.cancelled_caught and self.cancel_reason is not None:
                 await self._finish_cancelled()
+            elif self.handed_over and self.record_.recoveries and not self.catching_up:
+                await self.forgive()  # (its lease is still held until the release)
         except _EngineFailure as exc:
             lost = isinstance(exc.error, LeaseLostError)  # its new owner carries on
             log.log(

@@ -96,8 +96,9 @@ class Ownership:
         self.held: dict[int, int] = {}
         self.shards: Shards = frozenset()
         self.workers = 1
-        #: Told of shards lost (stop their actors) and gained (recover them).
-        self.on_lost: Callable[[Shards], Awaitable[None]] | None = None
+        #: Told of shards lost (stop their actors; ``handed_over``: on purpose, the
+        #: lease still held) and gained (recover them). Neither may block.
+        self.on_lost: Callable[..., None] | None = None
         self.on_gained: Callable[[Shards], None] | None = None
         self._last_beat = trio.current_time() if _in_trio() else 0.0
         self._releasing: Shards = frozenset()
@@ -152,13 +153,35 @@ class Ownership:
     async def run(
         self, commit: Callable[[list[Op]], Awaitable[list[Any]]], *, task_status: Any = None
     ) -> None:
-        """Beat every third of the lease period until cancelled."""
+        """Beat every third of the lease period until cancelled; meanwhile a watchdog
+        stops every actor once no beat has succeeded for a lease period (a beat may be
+        stuck behind a store that does not answer, or behind another writer that holds
+        its lock: this worker's leases may be taken over by now)."""
         if task_status is not None:
             task_status.started()
         period = self.lease_seconds / 3
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watchdog, period)
+            while True:
+                await trio.sleep(period)
+                await self.beat(commit)
+
+    async def _watchdog(self, period: float) -> None:
         while True:
             await trio.sleep(period)
-            await self.beat(commit)
+            silent = self.silent_for()
+            if self.held and silent > self.lease_seconds:
+                log.warning(
+                    "durably: worker %s has not renewed its leases for %.1f s; its "
+                    "executions stop until a beat succeeds",
+                    self.worker,
+                    silent,
+                )
+                self._lose(frozenset(self.held))
+
+    def silent_for(self) -> float:
+        """Seconds since the last beat that reached the store."""
+        return trio.current_time() - self._last_beat
 
     async def beat(self, commit: Callable[[list[Op]], Awaitable[list[Any]]]) -> None:
         release = self._releasing
@@ -167,18 +190,18 @@ class Ownership:
         except DurablyError as exc:
             log.warning("durably: worker %s could not renew its leases: %s", self.worker, exc)
             if trio.current_time() - self._last_beat > self.lease_seconds and self.held:
-                await self._lose(frozenset(self.held))  # they may be taken over by now
+                self._lose(frozenset(self.held))  # they may be taken over by now
             return
         self._releasing = frozenset()
         lost = frozenset(s for s, e in self.held.items() if leases.held.get(s) != e)
         if lost:
-            await self._lose(lost)
+            self._lose(lost)
         self._took(leases)
         excess = len(self.held) - fair_share(leases.workers)
         if excess > 0:
             # Give up the highest shards: stop their actors now, release at the next beat.
             give = frozenset(sorted(self.held)[-excess:])
-            await self._lose(give)
+            self._lose(give, handed_over=True)
             self._releasing = give
 
     async def leave(self, commit: Callable[[list[Op]], Awaitable[list[Any]]]) -> None:
@@ -214,13 +237,13 @@ class Ownership:
             if self.on_gained is not None:
                 self.on_gained(gained)
 
-    async def _lose(self, shards: Shards) -> None:
+    def _lose(self, shards: Shards, *, handed_over: bool = False) -> None:
         for shard in shards:
             self.held.pop(shard, None)
         self.shards = frozenset(self.held)
         log.info("durably: worker %s gives up shards %s", self.worker, sorted(shards))
         if self.on_lost is not None:
-            await self.on_lost(shards)
+            self.on_lost(shards, handed_over=handed_over)
 
 
 def _in_trio() -> bool:

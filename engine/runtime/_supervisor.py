@@ -171,21 +171,33 @@ class Supervisor:
             report.parked,
         )
 
-    async def shards_lost(self, shards: frozenset[int]) -> None:
+    def shards_lost(self, shards: frozenset[int], *, handed_over: bool) -> None:
         """Stop, without writing, every actor of shards this worker no longer holds (a
-        write would be refused anyway), and forget their queued launches and timers."""
-        lost = [eid for eid in self.live if shard_of(eid) in shards]
+        write would be refused anyway), and forget their queued launches and timers.
+        ``handed_over``: given up on purpose, the lease still held until the release, so
+        an actor past its replay clears its crash-loop count as at a graceful stop.
+
+        Never waits for the actors to end (the heartbeat calls this): one that has not
+        entered its scope yet (waiting for its turn, or for its recovery count's commit)
+        sees at its next step that its shard is gone (``_run_counted``)."""
         for eid in [eid for eid in self.runq if shard_of(eid) in shards]:
             del self.runq[eid]
         self.parts.scheduler.disarm_where(lambda owner: shard_of(owner) in shards)
-        actors = [self.live[eid] for eid in lost]
-        for actor in actors:
-            actor.cancel_reason = None  # nothing is recorded: the new owner carries on
-            if actor.scope is not None:
-                actor.scope.cancel()
-        for actor in actors:
-            await actor.wait_exited()
+        for eid, actor in list(self.live.items()):
+            if shard_of(eid) in shards:
+                actor.cancel_reason = None  # nothing is recorded: the new owner carries on
+                actor.handed_over = handed_over
+                if actor.scope is not None:
+                    actor.scope.cancel()
         self._replayed_here = {e for e in self._replayed_here if shard_of(e) not in shards}
+
+    def _gone(self, actor: ExecutionActor) -> bool:
+        """Whether its shard went to another worker of many while it waited to run."""
+        own = self.ownership
+        if own is None or own.owns(actor.execution_id):
+            return False
+        self.actor_exited(actor)
+        return True
 
     def quarantine_soon(
         self,
@@ -349,6 +361,8 @@ class Supervisor:
             self._replayed_here.add(eid)
             if actor.record.recoveries:
                 actor.replay_slot = await self._solo.turn(actor.record.recoveries)
+                if self._gone(actor):
+                    return
             record = actor.record
             if record.recoveries >= self.parts.settings.max_recovery_attempts:
                 await self._dead_letter(actor)
@@ -367,6 +381,8 @@ class Supervisor:
                 self.actor_exited(actor)
                 return
             actor.record_ = bumped
+            if self._gone(actor):
+                return
             await actor.run()
         finally:
             actor.release_replay_slot()

@@ -111,12 +111,32 @@ async def test_a_departed_worker_hands_over_at_once(autojump_clock: Any) -> None
         assert await a.wait(eid, timeout=60) == 4  # its timers fire at the new owner
 
 
+async def test_a_silent_worker_stops_its_own_actors(autojump_clock: Any) -> None:
+    """b's beats stop reaching the store (stuck behind a frozen writer, the database
+    unreachable): its watchdog stops b's actors once a lease period has passed without
+    a beat, before or as a takes the shards over, and the execution finishes at a."""
+    store = MemoryStore()
+    async with _pair(store) as (a, b):
+        eid = await b.start(steps, 200)  # sleeps 10 s after each step: it outlasts b
+
+        async def silent(*_: Any) -> None:
+            await trio.sleep_forever()
+
+        _own(b).beat = silent
+        stopped_at = trio.current_time()
+        await _until(lambda: not _own(b).shards)
+        assert LEASE < trio.current_time() - stopped_at <= LEASE + LEASE / 3 + 0.1
+        await _until(lambda: eid not in b._supervisor.live)  # type: ignore[union-attr]
+        assert await a.wait(eid, timeout=60) == 203
+
+
 async def test_a_silent_worker_is_taken_over_and_fenced_out(
     autojump_clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """b stops beating (as if SIGSTOPped) while its actors stay in memory: after the lease
-    period a takes b's shards over, b's sleeping execution resumes at a, and b's actor,
-    woken afterwards, has its write refused and stops: nothing of it is in the log."""
+    """b is frozen (SIGSTOP) while its actors stay in memory: after the lease period a
+    takes b's shards over, b's sleeping execution resumes at a. Then b resumes and its
+    actor, woken by its own timer before any watchdog or beat of b has run, writes with
+    b's old epoch: the store's fence refuses it and the actor stops, nothing of it kept."""
     caplog.set_level(logging.INFO, "durably")
     store = MemoryStore()
     async with _pair(store) as (a, b):
@@ -127,7 +147,8 @@ async def test_a_silent_worker_is_taken_over_and_fenced_out(
         async def silent(*_: Any) -> None:
             await trio.sleep_forever()
 
-        _own(b).beat = silent  # its heartbeat pauses; nothing else of b does
+        _own(b).beat = silent  # its heartbeat pauses; nothing else of b does,
+        _own(b).silent_for = lambda: 0.0  # and b does not notice (as a frozen b cannot)
         taken_at = trio.current_time()
         await _until(lambda: len(_own(a).shards) == SHARDS)
         assert trio.current_time() - taken_at <= LEASE + LEASE / 3 + 0.2
