@@ -33,7 +33,7 @@ from ._worker import (
 from ._worker_log import configure
 from .core._errors import DurablyError
 from .core._records import LeaseInfo
-from .core._shards import SHARDS
+from .core._shards import SHARDS, workers_of
 from .remote._client import Client
 from .runtime._paths import is_dsn
 
@@ -177,30 +177,27 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     async def go(client: Client) -> list[LeaseInfo]:
         return client.store.leases()
 
-    leases = run(ctx, go)
+    views, free = workers_of(run(ctx, go))
     now = int(time.time() * 1000)
-    rows: dict[str, list[LeaseInfo]] = {}
-    for lease in leases:
-        if lease.expires_ms:  # released shards wait for a claim: listed as free
-            rows.setdefault(lease.worker, []).append(lease)
-    free = SHARDS - sum(len(held) for held in rows.values())
     if as_json:
         document = [
             {
-                "worker": name,
-                "shards": [lease.shard for lease in held],
-                "expires": stamp(min(lease.expires_ms for lease in held)),
-                "live": min(lease.expires_ms for lease in held) >= now,
+                "worker": view.worker,
+                "shards": list(view.shards),
+                "expires": stamp(view.expires_ms),
+                "live": view.live(now),
             }
-            for name, held in sorted(rows.items())
+            for view in views
         ]
         click.echo(to_json({"workers": document, "free_shards": free}))
         return
-    for name, held in sorted(rows.items()):
-        expires = min(lease.expires_ms for lease in held)
-        state = "live" if expires >= now else "EXPIRED (being taken over)"
-        click.echo(f"{name}  {len(held)} shards  leases until {stamp(expires)}  {state}")
-    if not rows:
+    for view in views:
+        state = "live" if view.live(now) else "EXPIRED (being taken over)"
+        click.echo(
+            f"{view.worker}  {len(view.shards)} shards  leases until "
+            f"{stamp(view.expires_ms)}  {state}"
+        )
+    if not views:
         click.echo("no workers of many hold this store's shards", err=True)
     elif free:
         click.echo(f"{free} of {SHARDS} shards free (claimed at the next beat)")

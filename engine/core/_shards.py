@@ -13,6 +13,11 @@ renewal touches 64 small rows at most.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
+
+import attrs
+
+from ._records import LeaseInfo
 
 #: Shards of every store: the unit of ownership, takeover and spreading.
 SHARDS = 64
@@ -38,3 +43,31 @@ def inbox_shard(key: str, kind: str, call_kind: str) -> int:
 def fair_share(workers: int) -> int:
     """How many shards one of ``workers`` live workers holds at most."""
     return -(-SHARDS // max(workers, 1))
+
+
+@attrs.frozen
+class WorkerView:
+    """One worker of many as the store's leases show it (``durably workers``, the
+    dashboard's workers page)."""
+
+    worker: str
+    shards: tuple[int, ...]
+    #: When its earliest lease runs out (epoch ms); past it, others may take them over.
+    expires_ms: int
+
+    def live(self, now_ms: int) -> bool:
+        return self.expires_ms >= now_ms
+
+
+def workers_of(leases: Iterable[LeaseInfo]) -> tuple[list[WorkerView], int]:
+    """The workers holding leases (by name), and how many shards are free (released,
+    or never claimed)."""
+    held: dict[str, list[LeaseInfo]] = {}
+    for lease in leases:
+        if lease.expires_ms:  # a released lease waits for a claim: free
+            held.setdefault(lease.worker, []).append(lease)
+    views = [
+        WorkerView(name, tuple(x.shard for x in mine), min(x.expires_ms for x in mine))
+        for name, mine in sorted(held.items())
+    ]
+    return views, SHARDS - sum(len(v.shards) for v in views)

@@ -95,6 +95,7 @@ def _routes(pages: Pages, actions: Actions) -> list[Route]:
             name="schedule_act",
         ),
         Route("/queues", pages.queues, name="queues"),
+        Route("/workers", pages.workers, name="workers"),
         Route("/login", actions.login_form, methods=["GET"], name="login"),
         Route("/login", actions.login, methods=["POST"]),
         Route("/logout", actions.logout, methods=["POST"], name="logout"),

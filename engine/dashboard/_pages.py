@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from .._cli_queues import queue_document, queue_labels, queue_lines
 from ..core._audit import AuditEntry
 from ..core._errors import ConfigurationError
+from ..core._shards import SHARDS, workers_of
 from ..core._types import SignalDelivery, Status
 from . import _read
 from ._config import parse_duration
@@ -226,6 +227,14 @@ class Pages:
         done = request.query_params.get("done")
         notice = {"pause": "Paused.", "resume": "Resumed."}.get(done or "")
         return self.render.page(request, "schedules.html", {"items": items, "notice": notice})
+
+    async def workers(self, request: Request) -> Response:
+        views, free = workers_of(self.dashboard.face().store.leases())
+        now_ms = int(time.time() * 1000)
+        rows = [(view, view.live(now_ms)) for view in views]
+        return self.render.page(
+            request, "workers.html", {"rows": rows, "free": free, "shards": SHARDS}
+        )
 
     async def queues(self, request: Request) -> Response:
         store = self.dashboard.face().store

@@ -535,3 +535,27 @@ def test_a_quarantined_execution_has_a_page(seeded: Seeded) -> None:
     )
     assert 'id="actions"' not in page.text  # nothing to act on: its record is unreadable
     assert live.status_code == 200 and live.headers["x-durably-status"] == "failed"
+
+
+def test_the_workers_page_lists_workers_of_many(fresh: Seeded) -> None:
+    import time
+
+    from durably.stores import Heartbeat, LmdbStore
+
+    path, _ = fresh
+    (empty,) = _get(create_app(path, utc=True), "/workers")
+    assert "no workers of many" in empty.text
+    store = LmdbStore(path, lock=False)
+    try:
+        now = int(time.time() * 1000)
+        store.apply([Heartbeat("host-a-1", now, 60_000)])
+        store.apply([Heartbeat("host-a-1", now, 60_000, release=frozenset(range(40, 64)))])
+        store.apply([Heartbeat("host-b-2", now - 120_000, 60_000)])  # its leases ran out
+    finally:
+        store.close()
+    (page,) = _get(create_app(path, utc=True), "/workers")
+    a = page.text[page.text.index('data-worker="host-a-1"') :][:600]
+    b = page.text[page.text.index('data-worker="host-b-2"') :][:600]
+    assert "<td>40</td>" in a and "live" in a
+    assert "<td>24</td>" in b and "expired" in b
+    assert "Workers</a>" in page.text  # in the navigation
