@@ -128,6 +128,7 @@ class ExecutionActor(Waiting):
         "facts",
         "handed_over",
         "hung",
+        "moved",
         "park_requested",
         "parked",
         "rollback_round",
@@ -157,6 +158,8 @@ class ExecutionActor(Waiting):
         #: Stopped because its shard goes to another worker of many on purpose (a
         #: rebalance): like a graceful stop, its crash-loop count is cleared.
         self.handed_over = False
+        #: Stopped because its shard left this worker (a worker of many).
+        self.moved = False
         #: Children this run started (or replayed starting) whose end it has not taken:
         #: the parent-close policy cancels them when it ends. Made on first child.
         self.children: set[str] | None = None

@@ -101,7 +101,9 @@ class Ownership:
         self.on_lost: Callable[..., None] | None = None
         self.on_gained: Callable[[Shards], None] | None = None
         self._last_beat = trio.current_time() if _in_trio() else 0.0
-        self._releasing: Shards = frozenset()
+        #: Shards given up on purpose, still leased until the next beat releases them:
+        #: their stopping actors may still write (a crash-loop count cleared).
+        self._handing: dict[int, int] = {}
 
     # --- the fence (called by the committer for every batch of this worker) ---
 
@@ -112,7 +114,7 @@ class Ownership:
         """The ``Fence`` the transaction of ``ops`` must pass, or ``None`` if none writes
         an owner's data. Refused here (nothing sent) for a shard this worker does not
         hold now."""
-        held = self.held
+        held, handing = self.held, self._handing
         leases: dict[int, int] = {}
         for op in ops:
             if type(op) is TakeInbox:
@@ -124,7 +126,7 @@ class Ownership:
                 shards = (shard_of(key),)
             for shard in shards:
                 epoch = held.get(shard)
-                if epoch is None:
+                if epoch is None and (epoch := handing.get(shard)) is None:
                     raise LeaseLostError(
                         f"worker {self.worker} does not hold shard {shard} now; nothing "
                         "was written: the shard's owner carries on"
@@ -184,7 +186,7 @@ class Ownership:
         return trio.current_time() - self._last_beat
 
     async def beat(self, commit: Callable[[list[Op]], Awaitable[list[Any]]]) -> None:
-        release = self._releasing
+        release = frozenset(self._handing)
         try:
             [leases] = await commit([self._beat_op(release=release)])
         except DurablyError as exc:
@@ -192,7 +194,7 @@ class Ownership:
             if trio.current_time() - self._last_beat > self.lease_seconds and self.held:
                 self._lose(frozenset(self.held))  # they may be taken over by now
             return
-        self._releasing = frozenset()
+        self._handing = {}
         lost = frozenset(s for s, e in self.held.items() if leases.held.get(s) != e)
         if lost:
             self._lose(lost)
@@ -200,9 +202,7 @@ class Ownership:
         excess = len(self.held) - fair_share(leases.workers)
         if excess > 0:
             # Give up the highest shards: stop their actors now, release at the next beat.
-            give = frozenset(sorted(self.held)[-excess:])
-            self._lose(give, handed_over=True)
-            self._releasing = give
+            self._lose(frozenset(sorted(self.held)[-excess:]), handed_over=True)
 
     async def leave(self, commit: Callable[[list[Op]], Awaitable[list[Any]]]) -> None:
         """A graceful stop: release every lease now, so others take over at once."""
@@ -212,7 +212,7 @@ class Ownership:
             log.warning(
                 "durably: worker %s left without releasing its leases: %s", self.worker, exc
             )
-        self.held, self.shards = {}, frozenset()
+        self.held, self.shards, self._handing = {}, frozenset(), {}
 
     def _beat_op(
         self, *, claim: bool = True, release: Shards = frozenset(), leaving: bool = False
@@ -239,7 +239,9 @@ class Ownership:
 
     def _lose(self, shards: Shards, *, handed_over: bool = False) -> None:
         for shard in shards:
-            self.held.pop(shard, None)
+            epoch = self.held.pop(shard, None)
+            if handed_over and epoch is not None:
+                self._handing[shard] = epoch
         self.shards = frozenset(self.held)
         log.info("durably: worker %s gives up shards %s", self.worker, sorted(shards))
         if self.on_lost is not None:

@@ -186,7 +186,7 @@ class Supervisor:
         for eid, actor in list(self.live.items()):
             if shard_of(eid) in shards:
                 actor.cancel_reason = None  # nothing is recorded: the new owner carries on
-                actor.handed_over = handed_over
+                actor.handed_over, actor.moved = handed_over, True
                 if actor.scope is not None:
                     actor.scope.cancel()
         self._replayed_here = {e for e in self._replayed_here if shard_of(e) not in shards}
@@ -411,6 +411,8 @@ class Supervisor:
         self.idle.pop(eid, None)
         if actor.parked and actor.woken:
             self.spawn(eid)  # woken as it parked: the wake must not be lost
+        elif actor.moved and self.ownership is not None and self.ownership.owns(eid):
+            self.spawn(eid)  # its shard came back while it stopped: recovery skipped it
         if actor.hung:
             self._replayed_here.discard(eid)  # the next attempt counts as a recovery
             cancel: Cancel | None = None

@@ -327,3 +327,39 @@ async def test_one_fenced_out_producer_fails_alone_in_a_shared_batch() -> None:
         assert results[mine] is None
         assert isinstance(results[stale], LeaseLostError)
         assert len(store.read_events(mine)) == 2 and len(store.read_events(stale)) == 1
+
+
+@durably.workflow("many.long")
+async def long_step(ctx: durably.Context, _: None) -> str:
+    await ctx.step("long", trio.sleep, 100.0)
+    return "done"
+
+
+async def test_a_handed_over_execution_keeps_its_crash_loop_count_clear(
+    autojump_clock: Any,
+) -> None:
+    """A rebalance stops a step body on purpose: like a graceful stop, it must not count
+    as a crash (else a long step that moves often would be dead-lettered)."""
+    from durably.runtime._ports import new_execution_id
+
+    store = MemoryStore()
+    clock = durably.Clock()
+    WORKFLOWS.append(long_step)
+    try:
+        async with _engine(store, clock) as first:
+            first._new_id = lambda: new_execution_id(frozenset({SHARDS - 1}))  # type: ignore[method-assign]
+            eid = await first.start(long_step, None)
+            await trio.sleep(1.0)  # its body runs; the stop parks it
+        async with _engine(store, clock) as a:  # recovers it: counted once, body runs
+            await _until(lambda: (store.get_execution(eid) or _never).recoveries == 1)
+            async with _engine(store, clock) as b:
+                await _until(lambda: eid not in a._supervisor.live)  # type: ignore[union-attr]
+                record = store.get_execution(eid)
+                assert record is not None and record.recoveries == 0  # cleared on leaving a
+                await _until(lambda: _own(b).owns(eid) and eid in b._supervisor.live)  # type: ignore[union-attr]
+                assert (store.get_execution(eid) or _never).recoveries == 1  # b's count
+    finally:
+        WORKFLOWS.remove(long_step)
+
+
+_never: Any = None
