@@ -13,7 +13,7 @@ Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -155,7 +155,8 @@ def sleep_started(
 # entry of its name sent at or before its deadline (so a ``timeout=0`` poll takes what is
 # buffered). A signal sent after the deadline is never taken by that wait, however late
 # the wait looks (a worker down at the deadline): it stays buffered for a later wait, as
-# its receipt said.
+# its receipt said. Inside a gather, members' open waits for one name share its entries
+# in the order they began (``taken_in_gather``).
 
 
 def takes(entry: MailboxEntry, name: str, deadline: int | None) -> bool:
@@ -173,6 +174,35 @@ def first_taken(
         if takes(entry, name, deadline):
             return entry
     return None
+
+
+def taken_in_gather(
+    entries: Sequence[MailboxEntry], waits: Iterable[SignalWaiting], waiting: SignalWaiting
+) -> MailboxEntry | None:
+    """The entry the open wait ``waiting`` of a gather's member takes now, when ``waits``
+    (the gather's open waits, ``waiting``'s among them) may want the same entries.
+
+    The waits for one name share its entries in the order they began (``SignalWaiting``'s
+    ``at``; waits begun at one instant in step-id order), each the oldest left that it
+    takes: what a member takes is then the log's and the mailbox's answer, never the order
+    in which the scheduler happened to run the members it woke (nor whether a resumed run
+    found the signal buffered before some of them looked).
+    """
+    name = waiting.signal
+    mine = _begun(waiting)
+    ahead = sorted((w for w in waits if w.signal == name and _begun(w) < mine), key=_begun)
+    if not ahead:
+        return first_taken(entries, name, waiting.deadline)
+    left = [e for e in entries if e.signal == name]
+    for wait in ahead:
+        entry = first_taken(left, name, wait.deadline)
+        if entry is not None:
+            left = [e for e in left if e.seq != entry.seq]
+    return first_taken(left, name, waiting.deadline)
+
+
+def _begun(wait: SignalWaiting) -> tuple[int, str]:
+    return wait.at, wait.step_id
 
 
 def receipt(

@@ -33,7 +33,15 @@ from collections.abc import Sequence
 from typing import cast
 
 from ._errors import DuplicateStepError, NonDeterminismError
-from ._events import COMMANDS, Event, Fields, GatherEnded, event_of, fields_of
+from ._events import (
+    COMMANDS,
+    Event,
+    Fields,
+    GatherEnded,
+    SignalWaiting,
+    event_of,
+    fields_of,
+)
 
 #: A step id's recorded events: the one entry itself (most steps have one), a list from
 #: the second on. An entry is an ``Event``, or the ``Fields`` of one read from the log.
@@ -218,6 +226,21 @@ class Replayer:
         members = set(self._order[self._cursor : end])
         self._group = _Group(step_id, members, step_id in self._ends, error_step is not None)
         self._cursor = end
+
+    def open_waits(self) -> list[SignalWaiting]:
+        """The signal waits of the gather just opened that its log leaves open (begun,
+        neither taken nor timed out): open now, before their members reach them again."""
+        group = self._group
+        if group is None:
+            return []
+        tag = SignalWaiting.tag
+        found: list[SignalWaiting] = []
+        for step_id in group.remaining:
+            bucket = self._by_step[step_id]
+            last = bucket[-1] if type(bucket) is list else bucket
+            if (last["t"] if type(last) is dict else cast(Event, last).tag) == tag:
+                found.append(cast(SignalWaiting, self._events(step_id)[-1]))
+        return found
 
     def close_group(self, failed: bool) -> None:
         """The gather is over; ``failed``: it raised (members may be left unissued)."""

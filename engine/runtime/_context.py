@@ -422,57 +422,73 @@ class Context(Branching, Fanout, Children, Lifecycle):
             raise payload_error(recorded, eid)
         if isinstance(recorded, SignalTimedOut):
             return _timed_out(shape, sig.name, sid)
+        ops: list[Any] = []
         if isinstance(recorded, SignalWaiting):
             waiting = recorded
             await self._resume_wait(wait_of(waiting))
         else:
             now = actor.parts.clock.now_ms()
             waiting, ops = decide.signal_waiting(eid, sid, sig.name, now, timeout)
-            await actor.append(waiting, sid, ops, **self._changes(waiting))
-        deadline = waiting.deadline
-        timer = None if deadline is None else Timer(deadline, eid, sid)
-        store = actor.parts.store
-        while True:
-            mail = store.mailbox(eid)
-            claimed = actor.claimed
-            if claimed:  # taken by another member of the gather, not yet written
-                mail = [e for e in mail if e.seq not in claimed]
-            entry = decide.first_taken(mail, sig.name, deadline)
-            value, misfit = (None, None) if entry is None else restore(entry, sig, sid, where)
-            now = actor.parts.clock.now_ms()
-            outcome = decide.signal_outcome(waiting, eid, entry, now, misfit)
-            if outcome is None:
-                if self._members is not None:
-                    await self._wait_wake(timer)
-                elif actor.broadcast is not None:
-                    await actor.wait_wake(timer)
-                elif actor.wait_begin(timer):
-                    try:  # parked in this frame, as a plain sleep is
-                        await park(parking(actor.wake.abort))
-                    finally:
-                        actor.unidle()
-                    actor.woke()
-                continue
-            event, ops = outcome
-            if claimed is not None and entry is not None:
-                claimed.add(entry.seq)
-            if isinstance(event, SignalTimedOut):
-                # Committed now, not with the next call: once it is recorded, a signal is
-                # told BUFFERED; and one the wait takes that committed since it looked
-                # (told DELIVERED) refuses this commit (RequireNoSignal): look again.
-                try:
-                    await actor.append(event, sid, ops, **self._changes(event))
-                except SignalArrived:
+        # A gather's member opens its wait before its first yield, so that every member
+        # begun at this instant is open before any of them looks (see Fanout.gather).
+        waits = self._waits
+        if waits is not None:
+            waits[sid] = waiting
+        try:
+            if waiting is not recorded:
+                await actor.append(waiting, sid, ops, **self._changes(waiting))
+            deadline = waiting.deadline
+            timer = None if deadline is None else Timer(deadline, eid, sid)
+            store = actor.parts.store
+            while True:
+                mail = store.mailbox(eid)
+                claimed = actor.claimed
+                if claimed:  # taken by another member of the gather, not yet written
+                    mail = [e for e in mail if e.seq not in claimed]
+                if waits is None:
+                    entry = decide.first_taken(mail, sig.name, deadline)
+                else:  # members waiting for one name share its entries in a fixed order
+                    entry = decide.taken_in_gather(mail, waits.values(), waiting)
+                value, misfit = (None, None) if entry is None else restore(entry, sig, sid, where)
+                now = actor.parts.clock.now_ms()
+                outcome = decide.signal_outcome(waiting, eid, entry, now, misfit)
+                if outcome is None:
+                    if self._members is not None:
+                        await self._wait_wake(timer)
+                    elif actor.broadcast is not None:
+                        await actor.wait_wake(timer)
+                    elif actor.wait_begin(timer):
+                        try:  # parked in this frame, as a plain sleep is
+                            await park(parking(actor.wake.abort))
+                        finally:
+                            actor.unidle()
+                        actor.woke()
                     continue
-                return _timed_out(shape, sig.name, sid)
-            # Consumption (TakeSignal) and record ride together with the next durable
-            # call: one transaction, so a crash before it leaves the signal in the
-            # mailbox for the replay to take again; never lost, never twice. The entry
-            # stays visible until then, so a later signal is told BUFFERED.
-            await self._took(event, sid, ops)
-            if isinstance(event, SignalRejected):
-                raise payload_error(event, eid)
-            return _signal_result(shape, value)
+                event, ops = outcome
+                if claimed is not None and entry is not None:
+                    claimed.add(entry.seq)
+                    if waits is not None:  # over: the others' next look passes it by
+                        waits.pop(sid, None)
+                if isinstance(event, SignalTimedOut):
+                    # Committed now, not with the next call: once it is recorded, a signal
+                    # is told BUFFERED; and one the wait takes that committed since it
+                    # looked (told DELIVERED) refuses this commit (RequireNoSignal).
+                    try:
+                        await actor.append(event, sid, ops, **self._changes(event))
+                    except SignalArrived:
+                        continue  # look again: the wait takes that signal
+                    return _timed_out(shape, sig.name, sid)
+                # Consumption (TakeSignal) and record ride together with the next durable
+                # call: one transaction, so a crash before it leaves the signal in the
+                # mailbox for the replay to take again; never lost, never twice. The entry
+                # stays visible until then, so a later signal is told BUFFERED.
+                await self._took(event, sid, ops)
+                if isinstance(event, SignalRejected):
+                    raise payload_error(event, eid)
+                return _signal_result(shape, value)
+        finally:
+            if waits is not None:
+                waits.pop(sid, None)
 
     # --- events, notes, branching ---
 

@@ -10,6 +10,10 @@ Rules of this module:
 - Errors fail fast: the first member to fail cancels the others, and its error is raised
   (the ``GatherEnded`` names it, so a replay raises the same one and runs nothing the
   first run did not). ``return_exceptions=True`` collects errors as results instead.
+- Members waiting for one signal share its entries in the order their waits began (waits
+  begun at one instant in step-id order: ``decide.taken_in_gather``), never in the order
+  the scheduler runs the members a wake made ready, so a resumed run gives each the same
+  entry. The waits a replayed log leaves open count as open from the gather's start.
 - Inside a gather the record says ``running`` and the execution never parks: its waits
   overlap, and one record cannot name them all. Recovery resumes it; its timers are in the
   index and its signals in the mailbox, so nothing it waits for is lost.
@@ -26,7 +30,7 @@ import trio
 from durably.stores import RemoveTimer
 
 from ..core._errors import ConfigurationError
-from ..core._events import GatherEnded, GatherStarted
+from ..core._events import GatherEnded, GatherStarted, SignalWaiting
 from ..core._replay import NotInGather
 from ._primitive import ContextBase, Members, _ControlFlow, unwinds
 
@@ -35,6 +39,10 @@ T = TypeVar("T")
 
 class Fanout(ContextBase):
     """The ``gather`` half of ``Context``."""
+
+    #: While a ``ctx.gather`` runs: its members' open signal waits, by step id (the
+    #: members share this Context, and so the waits that share a signal's entries).
+    _waits: dict[str, SignalWaiting] | None = None
 
     async def gather(
         self,
@@ -73,6 +81,10 @@ class Fanout(ContextBase):
             results: list[Any] = [None] * len(calls)
             errors: list[tuple[str | None, BaseException]] = []
             self._members = members
+            # The waits the log leaves open are open from the start, though their members
+            # have not reached them again: a member that looks at the mailbox first must
+            # leave them what they take (``decide.taken_in_gather``).
+            self._waits = {w.step_id: w for w in actor.replayer.open_waits()}
             writer = actor.begin_gather()
             try:
                 async with trio.open_nursery() as outer:
@@ -87,6 +99,7 @@ class Fanout(ContextBase):
                 raise _control_flow(group) from None
             finally:
                 self._members = None
+                self._waits = None
                 actor.end_gather()
             failure = _chosen(errors, ended)
             actor.replayer.close_group(failure is not None)

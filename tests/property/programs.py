@@ -293,9 +293,9 @@ def concurrent(ops: Program) -> bool:
 
 
 def racing(ops: Program) -> bool:
-    """Whether two members of one gather wait for the same signal: which of them takes a
-    delivery depends on whether it was buffered before they began waiting (a resumed run
-    finds it there), so only the multiset of what happened is the same between runs."""
+    """Whether two members of one gather wait for the same signal (counted): which of them
+    takes a delivery must still be the same in every run, resumed or not, whether the
+    delivery was buffered before they began waiting or not (``decide.taken_in_gather``)."""
     for op in ops:
         if op["op"] == "gather":
             signals = [m["signal"] for m in op["members"] if m["op"] == "wait"]
