@@ -17,7 +17,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from . import _aio, _baselines, _client_signal, _peers, _postgres, _queue, _scenarios, _sweep
+from . import (
+    _aio,
+    _baselines,
+    _client_signal,
+    _multi,
+    _peers,
+    _postgres,
+    _queue,
+    _scenarios,
+    _sweep,
+)
 from ._scenarios import Bench, Measured
 from ._specs import SPECS, Spec
 
@@ -39,6 +49,8 @@ FULL = {
     "raw_batches": 100,
     "peer_sequential_runs": 200,
     "peer_concurrent": 1000,
+    "multi_process": 1000,
+    "multi_process_attempts": 3,
 }
 QUICK = {
     "sequential_runs": 40,
@@ -58,6 +70,8 @@ QUICK = {
     "raw_batches": 20,
     "peer_sequential_runs": 20,
     "peer_concurrent": 100,
+    "multi_process": 200,
+    "multi_process_attempts": 1,
 }
 
 
@@ -75,6 +89,7 @@ RUNNERS: dict[str, Callable[[Bench], Any]] = {
     "replay": _scenarios.replay,
     "concurrent_aio": _aio.concurrent_aio,
     "signal_aio": _aio.signal_aio,
+    "multi_process": _multi.multi_process,
 }
 
 
@@ -267,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = dict(QUICK if args.quick else FULL)
     for key in sizes:
-        if key != "parked_live":
+        if key not in ("parked_live", "multi_process_attempts"):  # a bound, a count of tries
             sizes[key] = max(1, int(sizes[key] * args.scale))
     sizes["parked_live"] = min(sizes["parked_live"], sizes["parked"])
     repeats = args.repeats or (1 if args.quick else 3)

@@ -15,6 +15,7 @@ RELATIVE = {
     "queue": "unqueued",
     "queue_rate": "limit",
     "queue_rate_max": "limit",
+    "multi_process": "1 worker of many",
 }
 
 
@@ -255,6 +256,26 @@ SPECS = {
             "the same round trip under trio, same repeat",
             "ms",
             "raw / figure",
+        ),
+        Spec(
+            "multi_process",
+            "the concurrent workload served by N = cores worker processes of many",
+            "steps/s",
+            1.6,  # the target: 2 workers on 2 cores
+            True,
+            "the same served by 1 worker process of many, same repeat",
+            "steps/s",
+            "figure / raw",
+        ),
+        Spec(
+            "multi_process_one",
+            "the concurrent workload served by 1 worker process of many",
+            "steps/s",
+            None,
+            True,
+            "the same served by the store's one worker (many_workers=False), same repeat",
+            "steps/s",
+            "figure / raw",
         ),
         Spec(
             "replay",

@@ -41,9 +41,11 @@ SCENARIOS = {
     "replay",
     "concurrent_aio",
     "signal_aio",
+    "multi_process",
+    "multi_process_one",
 }
 #: Figures reported beside their baseline without a target: their ``met`` is ``None``.
-UNTARGETED = {"queue_admit_p50", "queue_admit_p99"}
+UNTARGETED = {"queue_admit_p50", "queue_admit_p99", "multi_process_one"}
 
 
 def test_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
@@ -169,6 +171,42 @@ def test_queue_scenario_reports_its_figures_and_keeps_the_limits(tmp_path: Path)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()}
     assert rows["queue_admit_p99"].endswith("| none (reported) | - |")
     assert rows["queue_rate_max"].endswith("| <= 1 x limit | yes |")
+
+
+def test_multi_process_scenario_runs_every_mode_in_processes(tmp_path: Path) -> None:
+    """The multi-process scenario alone at a tiny size: the one worker, 1 worker of many
+    and N of many each ran, every worker of many held its share of the 64 shards from the
+    go to the end, and every execution was served."""
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks", "--quick", "--scale", "0.1"),
+            *("--only", "multi_process", "--dir", str(tmp_path), "--output", str(report_path)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    assert set(report["scenarios"]) == {"multi_process", "multi_process_one"}
+    extra = report["scenarios"]["multi_process"]["extra"]
+    workers, runs = extra["workers"], extra["runs"]
+    assert workers >= 2 and extra["executions"] == 20 and extra["attempts"] == 1
+    assert [r["workers"] for r in runs["single"] + runs["one"] + runs["n"]] == [1, 1, workers]
+    assert runs["single"][0]["shards"] == [None] and runs["one"][0]["shards"] == [64]
+    many = runs["n"][0]
+    assert sum(many["shards"]) == 64 and len(many["shards"]) == workers
+    assert [w["shards_at_end"] for w in many["per_worker"]] == many["shards"]
+    for run in runs["single"] + runs["one"] + runs["n"]:
+        assert sum(w["executions"] for w in run["per_worker"]) == 20
+        assert run["steps_per_s"] > 0 and run["commits"] > 0
+    assert [r["workers"] for r in runs["spin_one"] + runs["spin_n"]] == [1, workers]
+    assert extra["machine_parallel"][0] > 0
+    one = report["scenarios"]["multi_process_one"]
+    assert one["met"] is None and one["ratio"] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
 
 
 #: The quick sweep's two smallest points of each curve (benchmarks/_sweep.py QUICK).

@@ -26,6 +26,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from operator import attrgetter
 from typing import Any
 
 import trio
@@ -59,23 +60,26 @@ def new_worker_id() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _key_of(op: Op) -> str | None:
-    """The execution (or timer owner) an op of this worker writes, if it is one that
-    only an owner may write."""
-    kind = type(op)
-    if kind is Append or kind is ResetLog or kind is TakeSignal or kind is Admit:
-        return op.execution_id  # type: ignore[union-attr]
-    if kind is PutExecution:
-        return op.record.id  # type: ignore[union-attr]
-    if kind is AddTimer or kind is RemoveTimer:
-        owner: str = op.timer.owner  # type: ignore[union-attr]
-        # A schedule's timer is written by whichever worker changes the schedule; its
-        # fires are the owner's (only the owner arms it), and start nothing twice.
-        return None if owner.startswith("schedule:") else owner
-    # A creation (a start, an enqueue) is a message like a signal: it carries an inbox
-    # entry, and whoever owns its shard when it lands runs it. A child's creation rides
-    # in its parent's fenced append.
-    return None
+def _timer_owner(op: Any) -> str | None:
+    owner: str = op.timer.owner
+    # A schedule's timer is written by whichever worker changes the schedule; its fires
+    # are the owner's (only the owner arms it), and start nothing twice.
+    return None if owner.startswith("schedule:") else owner
+
+
+#: The execution (or timer owner) each kind of op writes that only an owner may write.
+#: A creation (a start, an enqueue) is not here: it is a message like a signal, with an
+#: inbox entry, run by whoever owns its shard when it lands (a child's rides in its
+#: parent's fenced append).
+_OWNED: dict[type, Callable[[Any], str | None]] = {
+    Append: attrgetter("execution_id"),
+    ResetLog: attrgetter("execution_id"),
+    TakeSignal: attrgetter("execution_id"),
+    Admit: attrgetter("execution_id"),
+    PutExecution: attrgetter("record.id"),
+    AddTimer: _timer_owner,
+    RemoveTimer: _timer_owner,
+}
 
 
 class Ownership:
@@ -104,6 +108,8 @@ class Ownership:
         #: Shards given up on purpose, still leased until the next beat releases them:
         #: their stopping actors may still write (a crash-loop count cleared).
         self._handing: dict[int, int] = {}
+        #: The fence of one (shard, epoch), made once (an epoch is never reused).
+        self._single: dict[tuple[int, int], Fence] = {}
 
     # --- the fence (called by the committer for every batch of this worker) ---
 
@@ -114,16 +120,23 @@ class Ownership:
         """The ``Fence`` the transaction of ``ops`` must pass, or ``None`` if none writes
         an owner's data. Refused here (nothing sent) for a shard this worker does not
         hold now."""
-        held, handing = self.held, self._handing
+        # Called for every commit of a worker of many: one dict lookup per op, one shard
+        # per run of ops of the same execution (an append and its record, typically).
+        held, handing, owned = self.held, self._handing, _OWNED
         leases: dict[int, int] = {}
+        last: str | None = None
         for op in ops:
-            if type(op) is TakeInbox:
-                shards: Iterable[int] = op.shards or ()
-            else:
-                key = _key_of(op)
-                if key is None:
+            key_of = owned.get(type(op))
+            if key_of is not None:
+                key = key_of(op)
+                if key is None or key == last:
                     continue
-                shards = (shard_of(key),)
+                last = key
+                shards: Iterable[int] = (shard_of(key),)
+            elif type(op) is TakeInbox:
+                shards = op.shards or ()
+            else:
+                continue
             for shard in shards:
                 epoch = held.get(shard)
                 if epoch is None and (epoch := handing.get(shard)) is None:
@@ -134,6 +147,12 @@ class Ownership:
                 leases[shard] = epoch
         if not leases:
             return None
+        if len(leases) == 1:  # the common case: one execution's ops; its check is kept
+            [pair] = leases.items()
+            fence = self._single.get(pair)
+            if fence is None:
+                fence = self._single[pair] = Fence(self.worker, (pair,))
+            return fence
         return Fence(self.worker, tuple(leases.items()))
 
     def token(self, key: str) -> tuple[str, int] | None:
