@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import time
 import traceback
@@ -30,6 +31,7 @@ from ._worker import (
     load_options,
     run_worker,
 )
+from ._worker_group import run_group
 from ._worker_log import configure
 from .core._errors import DurablyError
 from .core._records import LeaseInfo
@@ -101,6 +103,13 @@ log = logging.getLogger("durably.worker")
     help="With --many-workers: after how long the others take a silent worker's "
     "executions over [default: 5].",
 )
+@click.option(
+    "--processes",
+    default=None,
+    type=click.IntRange(min=0),
+    help="Run this many workers of many (implies --many-workers; 0: one per core) under "
+    "this process, which restarts a worker that dies.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -115,6 +124,7 @@ def worker(
     metrics_host: str,
     many_workers: bool | None,
     lease_seconds: float | None,
+    processes: int | None,
 ) -> None:
     """Run the worker of a store for the workflows MODULE:ATTR names.
 
@@ -135,7 +145,7 @@ def worker(
         if cause is not None:
             traceback.print_exception(cause, file=sys.stderr)
         _fail(str(exc), EXIT_FAILED)
-    if many_workers:
+    if many_workers or processes is not None:
         options["many_workers"] = True
     if lease_seconds is not None:
         if not options.get("many_workers"):
@@ -144,6 +154,23 @@ def worker(
     if health_port is not None and importlib.util.find_spec("hypercorn") is None:
         _fail("--health needs hypercorn: pip install 'durably[worker]'", EXIT_USAGE)
     configure("json" if log_format == "json" else "text", log_level)
+    count = (os.cpu_count() or 1) if processes == 0 else processes
+    if count is not None and count > 1:
+        if health_port or metrics_port:
+            _fail(
+                "--processes runs several workers: --health and --metrics take 0 there "
+                "(each worker listens on a free port of its own, logged)",
+                EXIT_USAGE,
+            )
+        argv = [sys.executable, "-m", "durably", "worker", target, "--store", str(store)]
+        argv += ["--grace", str(grace), "--log-format", log_format, "--log-level", log_level]
+        argv += ["--many-workers", "--lease-seconds", str(options.get("lease_seconds", 5.0))]
+        if health_port is not None:
+            argv += ["--health", "0", "--health-host", health_host]
+        if metrics_port is not None:
+            argv += ["--metrics", "0", "--metrics-host", metrics_host]
+        log.info("a group of %d workers of many on %s", count, store)
+        sys.exit(run_group(argv, count, grace))
     health = None if health_port is None else (health_host, health_port)
     metrics = None if metrics_port is None else (metrics_host, metrics_port)
     where = store if is_dsn(store) else Path(store)

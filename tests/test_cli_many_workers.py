@@ -122,3 +122,49 @@ def test_lease_seconds_needs_many_workers(tmp_path: Path) -> None:
     done = cli(tmp_path, "worker", "tests.worker_app:options", "--lease-seconds", "2")
     assert done.returncode == 2
     assert "--many-workers" in done.stderr
+
+
+def test_processes_runs_a_group_that_restarts_a_killed_worker(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    store = tmp_path / "store"
+    log = tmp_path / "group.log"
+    with log.open("w") as stderr:
+        group = subprocess.Popen(
+            [
+                DURABLY,
+                "worker",
+                "tests.worker_app:many_options",
+                "--store",
+                str(store),
+                "--processes",
+                "2",
+                "--lease-seconds",
+                LEASE,
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        until(lambda: sorted(holders(store).values()) == [SHARDS // 2] * 2, 60, "two workers")
+        first = set(holders(store))
+        victim = int(sorted(first)[0].split("-")[-2])  # host-pid-random
+        os.kill(victim, signal.SIGKILL)
+        # Its shards go to the other after the lease; the group starts a new worker,
+        # which takes half of them back.
+        until(
+            lambda: len(holders(store)) == 2 and set(holders(store)) != first,
+            60,
+            "a new worker in the group",
+        )
+        trio.run(_start_and_wait, store, 10)
+        group.send_signal(signal.SIGTERM)
+        assert group.wait(60) == 0, log.read_text()
+        assert holders(store) == {}, "every lease released on the way out"
+    finally:
+        if group.poll() is None:
+            group.kill()
+            group.wait()
