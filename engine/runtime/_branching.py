@@ -107,8 +107,16 @@ class Branching(ContextBase):
         """Run the registered compensations in reverse order, each recorded once.
 
         A compensation that raises ends the execution ``COMPENSATION_FAILED`` with the error
-        recorded; ``operator.retry_rollback`` runs the failed ones again.
+        recorded; ``operator.retry_rollback`` runs the failed ones again. Refused inside a
+        gather's member: what it would undo would depend on which other members had
+        finished by then, which differs from run to run.
         """
+        if self._members is not None:
+            raise ConfigurationError(
+                "ctx.rollback cannot run inside a member of a gather (the other members "
+                "run on, and what it would undo depends on which have finished); let the "
+                "member fail or return, and roll back after the gather"
+            )
         self._enter()
         try:
             actor = self._actor

@@ -15,8 +15,9 @@ from datetime import UTC, datetime, timedelta
 
 import trio
 
-#: Deadlines are set this much after the due time, so that when trio wakes us the
-#: millisecond clock is certain to read at least the due time (float rounding).
+#: Deadlines are set this much after the instant the clock turns to their due time
+#: (``Clock.instant``, exact): a margin only, since that instant is already the first
+#: trio time at which ``now_ms`` reads the due time.
 _SLACK_S = 0.0001
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -64,6 +65,24 @@ class Clock:
 
     def deadline(self, due_ms: int) -> float:
         """The trio time at which ``due_ms`` has been reached: just after the instant
-        the clock turns to it, never before (``_SLACK_S``)."""
-        assert self._trio0 is not None
-        return self._trio0 + (due_ms - self._wall0) / 1000 + _SLACK_S
+        the clock turns to it (``_SLACK_S``), never before."""
+        return self.instant(due_ms) + _SLACK_S
+
+    def instant(self, due_ms: int) -> float:
+        """The first trio time at which ``now_ms`` reads ``due_ms`` (or later).
+
+        ``trio0 + elapsed / 1000`` lands an ulp or so either side of it, and ``now_ms``
+        (itself rounded) may turn a hair before or after the exact sum: so the estimate
+        is stepped, one float at a time, to the first float at which ``now_ms``'s own
+        arithmetic reads the due time. A wait that ends at its deadline then always
+        finds it reached, and any trio time that reads it is at or after this instant.
+        """
+        trio0 = self._trio0
+        assert trio0 is not None
+        elapsed = due_ms - self._wall0
+        at = trio0 + elapsed / 1000
+        while math.floor((at - trio0) * 1000) < elapsed:  # short: move up
+            at = math.nextafter(at, math.inf)
+        while math.floor(((below := math.nextafter(at, -math.inf)) - trio0) * 1000) >= elapsed:
+            at = below  # not the first that reads it: move down
+        return at

@@ -201,16 +201,22 @@ class Context(Branching, Fanout, Children, Lifecycle):
                     span.end()
                 duration = (trio.current_time() - started) * 1000
                 shaped, value = _codec.roundtrip(value, rtype, (_where, actor, sid))
-                await actor.append(
-                    StepCompleted(
-                        at=actor.parts.clock.now_ms(),
-                        step_id=sid,
-                        result=shaped,
-                        duration_ms=duration,
-                        attempt=attempt,
-                    ),
-                    sid,
+                completed = StepCompleted(
+                    at=actor.parts.clock.now_ms(),
+                    step_id=sid,
+                    result=shaped,
+                    duration_ms=duration,
+                    attempt=attempt,
                 )
+                try:
+                    await actor.append(completed, sid)
+                except trio.Cancelled:
+                    # A gather's member cancelled by another's failure once its completion
+                    # was handed over: it is written all the same, and replayed, so its
+                    # compensation must count on this run too.
+                    if compensate is not None:
+                        self._compensate_if_written(sid, compensate, value)
+                    raise
                 if compensate is not None:
                     self._compensate_later(sid, compensate, value)
                 return cast(T, value)

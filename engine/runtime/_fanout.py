@@ -14,6 +14,10 @@ Rules of this module:
   begun at one instant in step-id order: ``decide.taken_in_gather``), never in the order
   the scheduler runs the members a wake made ready, so a resumed run gives each the same
   entry. The waits a replayed log leaves open count as open from the gather's start.
+- Members' compensations are registered when the gather ends, in argument order (each
+  member's in the order its steps completed), never in the order trio resumed them, so a
+  rollback undoes them in reverse argument order on every run and replay. A step whose
+  completion the log holds counts, though its member was cancelled before it returned.
 - Inside a gather the record says ``running`` and the execution never parks: its waits
   overlap, and one record cannot name them all. Recovery resumes it; its timers are in the
   index and its signals in the mailbox, so nothing it waits for is lost.
@@ -22,7 +26,7 @@ Rules of this module:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import trio
@@ -30,7 +34,7 @@ import trio
 from durably.stores import RemoveTimer
 
 from ..core._errors import ConfigurationError
-from ..core._events import GatherEnded, GatherStarted, SignalWaiting
+from ..core._events import Event, GatherEnded, GatherStarted, SignalWaiting, StepCompleted
 from ..core._replay import NotInGather
 from ._primitive import ContextBase, Members, _ControlFlow, unwinds
 
@@ -43,6 +47,9 @@ class Fanout(ContextBase):
     #: While a ``ctx.gather`` runs: its members' open signal waits, by step id (the
     #: members share this Context, and so the waits that share a signal's entries).
     _waits: dict[str, SignalWaiting] | None = None
+    #: While a ``ctx.gather`` runs: its members' compensations by member position, each
+    #: with whether its step's completion is known to be written (``_hold``).
+    _gathered: dict[int, list[tuple[str, Callable[[Any], Any], Any, bool]]] | None = None
 
     async def gather(
         self,
@@ -85,6 +92,7 @@ class Fanout(ContextBase):
             # have not reached them again: a member that looks at the mailbox first must
             # leave them what they take (``decide.taken_in_gather``).
             self._waits = {w.step_id: w for w in actor.replayer.open_waits()}
+            self._gathered = {}
             writer = actor.begin_gather()
             try:
                 async with trio.open_nursery() as outer:
@@ -100,6 +108,7 @@ class Fanout(ContextBase):
             finally:
                 self._members = None
                 self._waits = None
+                self._register_gathered()
                 actor.end_gather()
             failure = _chosen(errors, ended)
             actor.replayer.close_group(failure is not None)
@@ -116,6 +125,46 @@ class Fanout(ContextBase):
         finally:
             self._busy = False
             _close(calls)  # members never started (a failure came first)
+
+    def _compensate_later(self, sid: str, undo: Callable[[Any], Any], value: Any) -> None:
+        """Inside a gather, held by member position until the gather ends (see
+        ``_register_gathered``); otherwise registered at once. (``Context.step`` reaches
+        this override: no other half of ``Context`` defines it.)"""
+        self._hold(sid, undo, value, written=True)
+
+    def _compensate_if_written(self, sid: str, undo: Callable[[Any], Any], value: Any) -> None:
+        """A step's completion was handed to the log, and its member cancelled before it
+        returned (another member failed): the gather's writer still writes it, and a
+        replay answers it, so its compensation counts once the log holds it."""
+        self._hold(sid, undo, value, written=False)
+
+    def _hold(self, sid: str, undo: Callable[[Any], Any], value: Any, *, written: bool) -> None:
+        gathered = self._gathered
+        members = self._members
+        position = None
+        if gathered is not None and members is not None:
+            position = members.index.get(trio.lowlevel.current_task())
+        if gathered is None or position is None:
+            if written:
+                super()._compensate_later(sid, undo, value)
+            return  # cancelled outside a gather: the run ends, nothing rolls back
+        gathered.setdefault(position, []).append((sid, undo, value, written))
+
+    def _register_gathered(self) -> None:
+        """The gather is over: register its members' compensations in argument order
+        (each member's in the order its steps completed), so a rollback undoes them in
+        reverse argument order. Members finish concurrently, in an order trio's
+        scheduler picks and a resumed run does not reproduce; their positions are the
+        same on every run and every replay."""
+        gathered = self._gathered
+        self._gathered = None
+        if not gathered:
+            return
+        replayer = self._actor.replayer
+        for position in sorted(gathered):
+            for sid, undo, value, written in gathered[position]:
+                if written or _completed(replayer.events_of(sid)):
+                    super()._compensate_later(sid, undo, value)
 
     async def _run_members(
         self,
@@ -136,6 +185,10 @@ class Fanout(ContextBase):
                     )  # fmt: skip
         except BaseExceptionGroup as group:
             raise _control_flow(group) from None
+
+
+def _completed(events: list[Event]) -> bool:
+    return bool(events) and isinstance(events[-1], StepCompleted)
 
 
 def _check(calls: tuple[Awaitable[Any], ...], limit: int | None, *, nested: bool) -> None:

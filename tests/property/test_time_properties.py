@@ -145,6 +145,29 @@ def test_at_a_deadline_the_clock_reads_its_due_time_and_a_microsecond_before_it_
     run(main, offset)
 
 
+@given(clocks(), st.integers(min_value=-(10**9), max_value=10**12))
+def test_the_instant_of_a_due_time_is_the_first_trio_time_that_reads_it(
+    setup: tuple[float, int | None, int | None], ahead: int
+) -> None:
+    offset, start_us, wall_ns = setup
+
+    async def main() -> None:
+        clock = bound_clock(start_us, wall_ns)
+        due = clock.now_ms() + ahead
+        at = clock.instant(due)
+        assert reading(clock, at) >= due  # reached there (and at the deadline after it)
+        assert reading(clock, clock.deadline(due)) >= due
+        assert reading(clock, math.nextafter(at, -math.inf)) < due  # not a float before
+
+    run(main, offset)
+
+
+def reading(clock: Clock, at: float) -> int:
+    """What the engine clock reads at trio time ``at``."""
+    with mock.patch.object(trio, "current_time", return_value=at):
+        return clock.now_ms()
+
+
 # --- the engine: sleeps, signal timeouts, the updatable timer ---
 
 
@@ -182,8 +205,11 @@ def test_a_wait_ends_once_its_time_has_passed_and_now_reads_at_or_after_its_dead
         ):
             assert deadline == due_after(before, seconds)  # recorded as the rule says
             assert after == deadline  # now() after it: at its deadline, not before or later
-            # In trio time, too, the wait ended once the clock had reached its deadline.
-            assert woke >= clock.deadline(deadline) - _SLACK_S
+            # In trio time, too, the wait ended once the clock had reached its deadline:
+            # at or after the instant it turns to it. (Not ``deadline() - _SLACK_S``: that
+            # float subtraction reads a hair past the instant, and a wait of no time, which
+            # ends at that very instant, looked early: offset 1.192092896e-07.)
+            assert woke >= clock.instant(deadline)
 
     run(main, offset)
 
